@@ -1,0 +1,3 @@
+from tma_ops.cli import main
+
+raise SystemExit(main())

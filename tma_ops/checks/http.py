@@ -1,0 +1,104 @@
+"""HTTP smoke check: one GET, judged on status, a body marker and latency."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from tma_ops.checks import CheckResult
+from tma_ops.config import HttpCheck
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx response itself becomes the result
+
+
+class HttpSmokeCheck:
+    def __init__(self, spec: HttpCheck) -> None:
+        self.spec = spec
+
+    @property
+    def timeout(self) -> float:
+        return max(5.0, 2 * self.spec.max_latency_ms / 1000)
+
+    def check(self) -> CheckResult:
+        start = time.monotonic()
+        try:
+            status, body, charset = self._fetch()
+        except (OSError, http.client.HTTPException) as exc:
+            latency_ms = _elapsed_ms(start)
+            return CheckResult(
+                name=self.spec.url,
+                ok=False,
+                detail=_describe_failure(exc, self.timeout),
+                data={"status": None, "latency_ms": latency_ms, "bytes": 0},
+            )
+        return evaluate(self.spec, status, body, _elapsed_ms(start), charset)
+
+    def _fetch(self) -> tuple[int, bytes, str]:
+        # A check that expects a redirect must see it rather than the page it points to.
+        handlers = [_NoRedirect()] if 300 <= self.spec.status < 400 else []
+        opener = urllib.request.build_opener(*handlers)
+        request = urllib.request.Request(self.spec.url, headers={"User-Agent": "tma-ops-smoke"})
+        try:
+            with opener.open(request, timeout=self.timeout) as response:
+                charset = response.headers.get_content_charset() or "utf-8"
+                return response.status, response.read(), charset
+        except urllib.error.HTTPError as exc:
+            with exc:
+                charset = exc.headers.get_content_charset() or "utf-8"
+                return exc.code, exc.read(), charset
+
+
+def evaluate(
+    spec: HttpCheck, status: int, body: bytes, latency_ms: int, charset: str = "utf-8"
+) -> CheckResult:
+    """Judge one response against the spec; every failed criterion is named in `detail`."""
+    failures = []
+    if status != spec.status:
+        failures.append(f"expected status {spec.status}, got {status}")
+    if spec.contains is not None and spec.contains not in _decode(body, charset):
+        failures.append(f"marker {spec.contains!r} not found in body")
+    if latency_ms > spec.max_latency_ms:
+        failures.append(f"latency {latency_ms} ms > {spec.max_latency_ms} ms")
+    summary = f"status {status} in {latency_ms} ms, {len(body)} bytes"
+    return CheckResult(
+        name=spec.url,
+        ok=not failures,
+        detail="; ".join(failures) or summary,
+        data={"status": status, "latency_ms": latency_ms, "bytes": len(body)},
+    )
+
+
+def _decode(body: bytes, charset: str) -> str:
+    try:
+        return body.decode(charset, errors="replace")
+    except LookupError:  # unknown charset announced by the server
+        return body.decode("utf-8", errors="replace")
+
+
+def _describe_failure(exc: BaseException, timeout: float) -> str:
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, TimeoutError):
+        return f"no response within {timeout:g} s (timed out)"
+    if isinstance(reason, socket.gaierror):
+        return f"cannot resolve host: {reason.strerror or reason}"
+    if isinstance(reason, ssl.SSLError):
+        return f"TLS error: {reason.reason or reason}"
+    if isinstance(reason, ConnectionError):
+        return f"connection failed: {reason.strerror or type(reason).__name__}"
+    if isinstance(reason, http.client.HTTPException):
+        return f"invalid HTTP response: {type(reason).__name__}"
+    return f"request failed: {reason}"
+
+
+def _elapsed_ms(start: float) -> int:
+    return round((time.monotonic() - start) * 1000)

@@ -1,0 +1,41 @@
+"""Database engine seam: dump a site's database as a stream; restore one in two phases.
+
+Restore is split so that nothing live changes before the whole stream has been received and its
+checksums checked: `prepare` stages the stream next to the database, `commit` swaps it in.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import BinaryIO, Protocol
+
+from tma_ops.errors import InventoryError
+from tma_ops.executors import Executor
+
+
+class DatabaseEngine(Protocol):
+    name: str
+    extension: str  # part of the stored object name: db.<extension>.zst
+
+    def dump(self, executor: Executor) -> AbstractContextManager[BinaryIO]: ...
+
+    def prepare(self, executor: Executor, source: BinaryIO) -> str:
+        """Stage a dump on the environment; return a token for commit/discard."""
+        ...
+
+    def commit(self, executor: Executor, token: str) -> None: ...
+
+    def discard(self, executor: Executor, token: str) -> None: ...
+
+    def fingerprint(self, executor: Executor) -> str:
+        """A digest of the database content, equal for equal content (used by checks and tests)."""
+        ...
+
+
+def open_database(config: dict[str, str]) -> DatabaseEngine:
+    engine = config.get("engine")
+    if engine == "sqlite":
+        from tma_ops.dbs.sqlite import SqliteEngine
+
+        return SqliteEngine(config["path"])
+    raise InventoryError(f"database engine {engine!r} is not supported; expected sqlite")

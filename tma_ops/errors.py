@@ -1,0 +1,78 @@
+"""The exception tree. Each subclass carries the process exit code that `main()` maps it to.
+
+Exit codes (documented in the README):
+  0 ok, 1 warnings, 2 error, 3 invalid inventory, 4 site lock held,
+  5 smoke test failed and the change was rolled back (production as before),
+  6 integrity failure (checksum or journal chain), 7 rollback failed (production needs attention),
+  130 interrupted.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_WARNINGS = 1
+EXIT_ERROR = 2
+EXIT_INVALID_INVENTORY = 3
+EXIT_LOCK_HELD = 4
+EXIT_ROLLED_BACK = 5
+EXIT_INTEGRITY = 6
+EXIT_ROLLBACK_FAILED = 7
+EXIT_INTERRUPTED = 130
+
+
+class TmaError(Exception):
+    """Root of every error tma-ops raises on purpose; the message is one clear line."""
+
+    exit_code = EXIT_ERROR
+
+
+class InventoryError(TmaError):
+    exit_code = EXIT_INVALID_INVENTORY
+
+
+class LockHeldError(TmaError):
+    exit_code = EXIT_LOCK_HELD
+
+
+class StaleLockError(LockHeldError):
+    """A lock whose owner process is gone: reported, broken only on explicit request."""
+
+
+class ExecutorError(TmaError):
+    """A command or transfer on an environment failed."""
+
+
+class StoreError(TmaError):
+    """The snapshot store refused or failed an operation."""
+
+
+class ObjectNotFound(StoreError):
+    pass
+
+
+class ObjectLocked(StoreError):
+    pass
+
+
+class SnapshotError(TmaError):
+    pass
+
+
+class IntegrityError(TmaError):
+    """Stored bytes, a planned archive or the journal chain do not match what was recorded."""
+
+    exit_code = EXIT_INTEGRITY
+
+
+class StackError(TmaError):
+    """A stack driver could not read components or apply an update."""
+
+
+class SmokeFailedRolledBack(TmaError):
+    """Raised at the end of a run whose smoke test failed and whose change was undone."""
+
+    exit_code = EXIT_ROLLED_BACK
+
+
+class RollbackFailed(TmaError):
+    exit_code = EXIT_ROLLBACK_FAILED

@@ -1,0 +1,67 @@
+"""Executor seam: how tma-ops reaches an environment (run commands, stream bytes in and out).
+
+Implementations are chosen by URL scheme: `local://` now; `ssh://` and `docker://` plug in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+from urllib.parse import urlsplit
+
+from tma_ops.errors import ExecutorError, InventoryError
+
+
+@dataclass(frozen=True)
+class Result:
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+class Executor(Protocol):
+    url: str
+    python: str  # interpreter used for helper scripts on the environment
+
+    def run(
+        self, argv: list[str], *, timeout: float | None = None, check: bool = True
+    ) -> Result: ...
+
+    def stream_out(self, argv: list[str]) -> AbstractContextManager[BinaryIO]:
+        """Run argv and yield its stdout as a binary stream; a non-zero exit raises on close."""
+        ...
+
+    def stream_in(self, argv: list[str], source: BinaryIO) -> Result:
+        """Run argv with `source` copied to its stdin in bounded chunks."""
+        ...
+
+    def put(self, path: str, source: BinaryIO) -> None: ...
+
+    def get(self, path: str) -> AbstractContextManager[BinaryIO]: ...
+
+    def exists(self, path: str) -> bool: ...
+
+
+def open_executor(url: str) -> Executor:
+    scheme = urlsplit(url).scheme
+    if scheme == "local":
+        from tma_ops.executors.local import LocalExecutor
+
+        return LocalExecutor(url)
+    raise InventoryError(f"executor {url!r}: unknown scheme {scheme!r}; expected local://")
+
+
+def iter_chunks(stream: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk
+
+
+def command_failed(argv: list[str], rc: int, err: str, url: str) -> ExecutorError:
+    tail = err.strip().splitlines()[-1] if err.strip() else "no error output"
+    return ExecutorError(f"{url}: `{' '.join(argv[:3])}...` exited {rc}: {tail}")

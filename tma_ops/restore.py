@@ -1,0 +1,99 @@
+"""Restore a snapshot into an environment: stage everything, check digests, then swap in.
+
+Nothing live changes until both parts have arrived whole and match the manifest. The files swap
+is two renames; a crash between them leaves the staged tree in place, and rerunning the restore
+finishes the job (each phase is idempotent).
+"""
+
+from __future__ import annotations
+
+from tma_ops.config import Site
+from tma_ops.dbs import DatabaseEngine, open_database
+from tma_ops.errors import SnapshotError
+from tma_ops.executors import Executor, open_executor
+from tma_ops.faults import pause_point
+from tma_ops.progress import SILENT, TransferProgress
+from tma_ops.snapshot import Manifest, Part, check_part_digests
+from tma_ops.stores import Store
+from tma_ops.streams import HashingReader, decompressing
+
+STAGED_SUFFIX = ".tma-restore"
+REPLACED_SUFFIX = ".tma-replaced"
+
+SWAP_SCRIPT = """set -e
+root="$1"; staged="$1%s"; replaced="$1%s"
+[ -d "$staged" ] || { echo "staged tree $staged is missing" >&2; exit 1; }
+rm -rf "$replaced"
+if [ -e "$root" ]; then mv "$root" "$replaced"; fi
+mv "$staged" "$root"
+rm -rf "$replaced"
+""" % (STAGED_SUFFIX, REPLACED_SUFFIX)
+
+
+def restore_snapshot(
+    site: Site,
+    manifest: Manifest,
+    env_name: str,
+    store: Store,
+    *,
+    progress: TransferProgress = SILENT,
+) -> None:
+    if manifest.site != site.name:
+        raise SnapshotError(f"snapshot {manifest.snapshot_id} belongs to site {manifest.site!r}, "
+                            f"not {site.name!r}")
+    env = site.environment(env_name)
+    executor = open_executor(env.executor)
+    database = open_database(env.database.model_dump())
+    if database.name != manifest.database_engine:
+        raise SnapshotError(f"snapshot {manifest.snapshot_id} holds a {manifest.database_engine} "
+                            f"database; {site.name}/{env_name} uses {database.name}")
+    token = _stage_database(database, executor, store, manifest.parts["db"], progress)
+    try:
+        _stage_files(executor, env.root, store, manifest.parts["files"], progress)
+    except BaseException:
+        database.discard(executor, token)
+        raise
+    database.commit(executor, token)
+    pause_point("restore:after-db-commit")
+    executor.run(["sh", "-c", SWAP_SCRIPT, "swap", env.root])
+
+
+def _stage_database(
+    database: DatabaseEngine,
+    executor: Executor,
+    store: Store,
+    part: Part,
+    progress: TransferProgress,
+) -> str:
+    with progress.transfer("restore database", part.size) as advance, \
+            store.get(part.key) as stream:
+        stored = HashingReader(stream, advance)
+        plain = HashingReader(decompressing(stored))
+        token = database.prepare(executor, plain)  # type: ignore[arg-type]
+        plain.drain()
+        stored.drain()
+    try:
+        check_part_digests(part, stored, plain)
+    except BaseException:
+        database.discard(executor, token)
+        raise
+    return token
+
+
+def _stage_files(
+    executor: Executor, root: str, store: Store, part: Part, progress: TransferProgress
+) -> None:
+    staged = root + STAGED_SUFFIX
+    executor.run(["rm", "-rf", staged])
+    executor.run(["mkdir", "-p", staged])
+    with progress.transfer("restore files", part.size) as advance, store.get(part.key) as stream:
+        stored = HashingReader(stream, advance)
+        plain = HashingReader(decompressing(stored))
+        executor.stream_in(["tar", "-C", staged, "--numeric-owner", "-xpf", "-"], plain)  # type: ignore[arg-type]
+        plain.drain()
+        stored.drain()
+    try:
+        check_part_digests(part, stored, plain)
+    except BaseException:
+        executor.run(["rm", "-rf", staged], check=False)
+        raise

@@ -1,0 +1,100 @@
+"""Steps that move snapshots: back up production, verify, refresh staging, reset, roll back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tma_ops.restore import restore_snapshot
+from tma_ops.retention import snapshots_to_keep
+from tma_ops.snapshot import (
+    Manifest,
+    create_snapshot,
+    created_at,
+    delete_snapshot,
+    list_snapshots,
+    load_manifest,
+    verify_snapshot,
+)
+from tma_ops.steps import RunContext
+from tma_ops.steps.smoke import run_checks
+
+
+def snapshot_production(ctx: RunContext) -> dict[str, Any]:
+    manifest = create_snapshot(ctx.site, "production", ctx.store, reason=f"cycle {ctx.run_id}",
+                               progress=ctx.progress)
+    ctx.tell(f"production snapshot {manifest.snapshot_id} ({_size(manifest)})")
+    return _describe(manifest)
+
+
+def verify_production_snapshot(ctx: RunContext) -> dict[str, Any]:
+    manifest = _manifest_of(ctx, "snapshot")
+    verify_snapshot(ctx.store, manifest, ctx.progress)
+    ctx.tell(f"stored copy verified (sha256 of {len(manifest.parts)} parts)")
+    return {"snapshot_id": manifest.snapshot_id}
+
+
+def refresh_staging(ctx: RunContext) -> dict[str, Any]:
+    manifest = _manifest_of(ctx, "snapshot")
+    restore_snapshot(ctx.site, manifest, "staging", ctx.store, progress=ctx.progress)
+    ctx.tell(f"staging refreshed from {manifest.snapshot_id}")
+    return {"snapshot_id": manifest.snapshot_id}
+
+
+def reset_staging(ctx: RunContext) -> dict[str, Any]:
+    manifest = _manifest_of(ctx, "snapshot")
+    restore_snapshot(ctx.site, manifest, "staging", ctx.store, progress=ctx.progress)
+    ctx.tell(f"staging reset to {manifest.snapshot_id}; production was not touched")
+    return {"snapshot_id": manifest.snapshot_id}
+
+
+def pre_promotion_snapshot(ctx: RunContext) -> dict[str, Any]:
+    manifest = create_snapshot(ctx.site, "production", ctx.store,
+                               reason=f"pre-promotion {ctx.run_id}", progress=ctx.progress)
+    verify_snapshot(ctx.store, manifest, ctx.progress)
+    ctx.tell(f"pre-promotion snapshot {manifest.snapshot_id} ({_size(manifest)}, verified)")
+    return _describe(manifest)
+
+
+def rollback_production(ctx: RunContext) -> dict[str, Any]:
+    manifest = _manifest_of(ctx, "pre_promotion_snapshot")
+    restore_snapshot(ctx.site, manifest, "production", ctx.store, progress=ctx.progress)
+    healthy = all(result.ok for result in run_checks(ctx.site, "production"))
+    state = "passes its smoke test" if healthy else "STILL FAILS its smoke test (check it)"
+    ctx.tell(f"production rolled back to {manifest.snapshot_id}; it {state}")
+    return {"snapshot_id": manifest.snapshot_id, "smoke_after_rollback_ok": healthy}
+
+
+def _manifest_of(ctx: RunContext, step: str) -> Manifest:
+    return load_manifest(ctx.store, ctx.site.name, ctx.outputs[step]["snapshot_id"])
+
+
+def _describe(manifest: Manifest) -> dict[str, Any]:
+    return {
+        "snapshot_id": manifest.snapshot_id,
+        "stored_bytes": manifest.total_size,
+        "components": manifest.components,
+    }
+
+
+def _size(manifest: Manifest) -> str:
+    size = float(manifest.total_size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def prune_snapshots(ctx: RunContext) -> dict[str, Any]:
+    """Apply the site's retention; the snapshots of this run are always kept."""
+    snapshots = list_snapshots(ctx.store, ctx.site.name)
+    protected = [data["snapshot_id"] for data in ctx.outputs.values() if "snapshot_id" in data]
+    keep = snapshots_to_keep(((m.snapshot_id, created_at(m)) for m in snapshots),
+                             ctx.site.retention, protected)
+    pruned = [m.snapshot_id for m in snapshots if m.snapshot_id not in keep]
+    for manifest in snapshots:
+        if manifest.snapshot_id not in keep:
+            delete_snapshot(ctx.store, manifest)
+    if pruned:
+        ctx.tell(f"retention: pruned {len(pruned)} old snapshot(s), kept {len(keep)}")
+    return {"pruned": pruned, "kept": len(snapshots) - len(pruned)}

@@ -1,0 +1,59 @@
+"""Readers that hash, count and compress bytes as they flow, so that nothing is held whole."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from typing import BinaryIO
+
+import zstandard
+
+CHUNK = 1 << 20
+
+
+class HashingReader(io.RawIOBase):
+    """Pass-through reader that keeps the SHA-256 and the count of what went through it."""
+
+    def __init__(self, source: BinaryIO, on_bytes: Callable[[int], None] | None = None) -> None:
+        self._source = source
+        self._on_bytes = on_bytes
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size if size and size > 0 else CHUNK)
+        if data:
+            self._hash.update(data)
+            self.size += len(data)
+            if self._on_bytes is not None:
+                self._on_bytes(len(data))
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def drain(self) -> None:
+        """Read what the consumer left (tar stops before the trailing padding), for the digest."""
+        while self.read(CHUNK):
+            pass
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+def compressing(plain: BinaryIO, level: int = 3) -> BinaryIO:
+    compressor = zstandard.ZstdCompressor(level=level, threads=-1)
+    return compressor.stream_reader(plain, read_size=CHUNK)  # type: ignore[return-value]
+
+
+def decompressing(stored: BinaryIO) -> BinaryIO:
+    return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[return-value]
+        stored, read_size=CHUNK, read_across_frames=True
+    )
