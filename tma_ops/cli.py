@@ -30,16 +30,24 @@ class Interrupted(TmaError):
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print one JSON object per line")
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print one JSON object per line",
+    )
     parser = argparse.ArgumentParser(
-        prog="tma-ops", parents=[common], epilog=EPILOG,
+        prog="tma-ops",
+        parents=[common],
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Preventive maintenance of websites: snapshot production, refresh staging, "
-                    "test updates there, promote them or roll back; every step journaled.")
+        "test updates there, promote them or roll back; every step journaled.",
+    )
     parser.add_argument("-i", "--inventory", help="inventory file or directory")
-    parser.add_argument("--state", help="state directory (journal, locks); default from the "
-                                        "inventory's state_dir")
+    parser.add_argument(
+        "--state", help="state directory (journal, locks); default from the inventory's state_dir"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--version", action="version", version=f"tma-ops {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -61,8 +69,11 @@ def _add_inventory(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
 
 
 def _add_snapshots(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    snap = sub.add_parser("snapshot", parents=[common],
-                          help="snapshot an environment (DB + files) to the site's store")
+    snap = sub.add_parser(
+        "snapshot",
+        parents=[common],
+        help="snapshot an environment (DB + files) to the site's store",
+    )
     snap.add_argument("site")
     snap.add_argument("--env", default="production", help="environment (default: production)")
     snap.set_defaults(handler=commands.snapshot)
@@ -71,29 +82,47 @@ def _add_snapshots(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
     listing = snaps_sub.add_parser("list", parents=[common], help="list a site's snapshots")
     listing.add_argument("site")
     listing.set_defaults(handler=commands.snapshots_list)
-    restore = sub.add_parser("restore", parents=[common],
-                             help="restore a snapshot (DB + files) into an environment")
+    restore = sub.add_parser(
+        "restore", parents=[common], help="restore a snapshot (DB + files) into an environment"
+    )
     restore.add_argument("site")
     restore.add_argument("snapshot", help="snapshot id, unique id prefix, or 'latest'")
-    restore.add_argument("--to", required=True, dest="to_env", metavar="ENV",
-                         help="environment to overwrite (production or staging)")
-    restore.add_argument("--yes", action="store_true",
-                         help="do not ask for confirmation before overwriting production")
+    restore.add_argument(
+        "--to",
+        required=True,
+        dest="to_env",
+        metavar="ENV",
+        help="environment to overwrite (production or staging)",
+    )
+    restore.add_argument(
+        "--yes",
+        action="store_true",
+        help="do not ask for confirmation before overwriting production",
+    )
     restore.set_defaults(handler=commands.restore)
 
 
 def _add_cycle(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     cycle = sub.add_parser(
-        "cycle", parents=[common], help="run the preventive cycle on sites",
+        "cycle",
+        parents=[common],
+        help="run the preventive cycle on sites",
         description="preflight, snapshot production, verify, refresh staging, plan, apply on "
-                    "staging, smoke staging, pre-promotion snapshot, promote, smoke production, "
-                    "roll back on failure. A killed run is resumed by the next one.")
+        "staging, smoke staging, pre-promotion snapshot, promote, smoke production, "
+        "roll back on failure. A killed run is resumed by the next one.",
+    )
     cycle.add_argument("sites", nargs="*", metavar="SITE")
     cycle.add_argument("--all", action="store_true", help="every site of the inventory")
-    cycle.add_argument("--dry-run", action="store_true",
-                       help="print the update plan from production and change nothing")
-    cycle.add_argument("--break-stale-lock", action="store_true",
-                       help="take over a lock left by a process that is gone")
+    cycle.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the update plan from production and change nothing",
+    )
+    cycle.add_argument(
+        "--break-stale-lock",
+        action="store_true",
+        help="take over a lock left by a process that is gone",
+    )
     cycle.set_defaults(handler=commands.cycle)
 
 
@@ -103,8 +132,9 @@ def _add_lock(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     status = lock_sub.add_parser("status", parents=[common], help="lock state of sites")
     status.add_argument("sites", nargs="*", metavar="SITE")
     status.set_defaults(handler=commands.lock_status)
-    brk = lock_sub.add_parser("break", parents=[common],
-                              help="remove a stale lock (refused while its owner is alive)")
+    brk = lock_sub.add_parser(
+        "break", parents=[common], help="remove a stale lock (refused while its owner is alive)"
+    )
     brk.add_argument("site")
     brk.set_defaults(handler=commands.lock_break)
 
@@ -116,23 +146,29 @@ def _add_journal(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     show.add_argument("--site")
     show.add_argument("--run")
     show.set_defaults(handler=commands.journal_show)
-    verify = j_sub.add_parser("verify", parents=[common],
-                              help="check the hash chain; name the first broken event")
+    verify = j_sub.add_parser(
+        "verify", parents=[common], help="check the hash chain; name the first broken event"
+    )
     verify.set_defaults(handler=commands.journal_verify)
 
 
 def _add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     demo = sub.add_parser(
-        "demo", parents=[common], help="build the demo workspace and run a full cycle on it",
+        "demo",
+        parents=[common],
+        help="build the demo workspace and run a full cycle on it",
         description="Builds two demo sites (production + staging each, served over HTTP on "
-                    "127.0.0.1), a channel with a good and a breaking update, and runs the "
-                    "cycle on both. No network, no root.")
-    demo.add_argument("--workspace", default="tma-demo",
-                      help="directory to (re)build (default: ./tma-demo)")
+        "127.0.0.1), a channel with a good and a breaking update, and runs the "
+        "cycle on both. No network, no root.",
+    )
+    demo.add_argument(
+        "--workspace", default="tma-demo", help="directory to (re)build (default: ./tma-demo)"
+    )
     demo.set_defaults(handler=commands.demo)
     demo_sub = demo.add_subparsers(dest="action", metavar="ACTION")
-    serve = demo_sub.add_parser("serve", parents=[common],
-                                help="serve a demo workspace's sites until interrupted")
+    serve = demo_sub.add_parser(
+        "serve", parents=[common], help="serve a demo workspace's sites until interrupted"
+    )
     serve.add_argument("--port", type=int, default=8765)
     serve.set_defaults(handler=commands.demo_serve)
 
@@ -155,8 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args, exc, EXIT_ERROR)
 
 
-def _report(args: argparse.Namespace, exc: BaseException, code: int,
-            cause: BaseException | None = None) -> int:
+def _report(
+    args: argparse.Namespace, exc: BaseException, code: int, cause: BaseException | None = None
+) -> int:
     if args.debug:
         traceback.print_exception(cause or exc, file=sys.stderr)
     prefix = "error" if isinstance(exc, TmaError) else f"unexpected error ({type(exc).__name__})"

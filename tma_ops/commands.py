@@ -34,8 +34,10 @@ def inventory_path(args: argparse.Namespace, explicit: str | None = None) -> Pat
         return Path(raw)
     if Path("tma.yaml").exists():
         return Path("tma.yaml")
-    raise InventoryError("no inventory: pass --inventory PATH, set TMA_OPS_INVENTORY, "
-                         "or run from a directory holding tma.yaml")
+    raise InventoryError(
+        "no inventory: pass --inventory PATH, set TMA_OPS_INVENTORY, "
+        "or run from a directory holding tma.yaml"
+    )
 
 
 def open_inventory(args: argparse.Namespace) -> Inventory:
@@ -64,8 +66,11 @@ def inventory_check(args: argparse.Namespace) -> int:
     path = inventory_path(args, args.path)
     inventory = load_inventory(path)
     names = sorted(inventory.sites)
-    emit(args, {"ok": True, "sites": names, "files": [str(f) for f in inventory.files]},
-         f"ok: {len(names)} site(s) in {path}: {', '.join(names)}")
+    emit(
+        args,
+        {"ok": True, "sites": names, "files": [str(f) for f in inventory.files]},
+        f"ok: {len(names)} site(s) in {path}: {', '.join(names)}",
+    )
     return EXIT_OK
 
 
@@ -74,12 +79,20 @@ def snapshot(args: argparse.Namespace) -> int:
     site = inventory.site(args.site)
     store = open_store(site.store)
     with open_journal(state_dir(args, inventory)) as journal:
-        manifest = manual_snapshot(site, args.env, store, journal, state_dir(args, inventory),
-                                   progress_for(args))
-    emit(args, {"site": site.name, "snapshot_id": manifest.snapshot_id,
-                "stored_bytes": manifest.total_size, "store": store.url},
-         f"{site.name}: snapshot {manifest.snapshot_id} of {args.env} stored and verified "
-         f"({manifest.total_size} bytes in {store.url})")
+        manifest = manual_snapshot(
+            site, args.env, store, journal, state_dir(args, inventory), progress_for(args)
+        )
+    emit(
+        args,
+        {
+            "site": site.name,
+            "snapshot_id": manifest.snapshot_id,
+            "stored_bytes": manifest.total_size,
+            "store": store.url,
+        },
+        f"{site.name}: snapshot {manifest.snapshot_id} of {args.env} stored and verified "
+        f"({manifest.total_size} bytes in {store.url})",
+    )
     return EXIT_OK
 
 
@@ -88,11 +101,18 @@ def snapshots_list(args: argparse.Namespace) -> int:
     manifests = list_snapshots(open_store(site.store), site.name)
     for m in manifests:
         versions = ", ".join(f"{name} {version}" for name, version in sorted(m.components.items()))
-        emit(args, {"snapshot_id": m.snapshot_id, "environment": m.environment,
-                    "created_at": m.created_at, "stored_bytes": m.total_size,
-                    "components": m.components, "reason": m.reason},
-             f"{m.snapshot_id}  {m.environment:<10} {m.total_size:>12} B  {m.reason:<32} "
-             f"{versions}")
+        emit(
+            args,
+            {
+                "snapshot_id": m.snapshot_id,
+                "environment": m.environment,
+                "created_at": m.created_at,
+                "stored_bytes": m.total_size,
+                "components": m.components,
+                "reason": m.reason,
+            },
+            f"{m.snapshot_id}  {m.environment:<10} {m.total_size:>12} B  {m.reason:<32} {versions}",
+        )
     if not manifests and not args.json:
         print(f"{site.name}: no snapshot yet")
     return EXIT_OK
@@ -107,21 +127,37 @@ def restore(args: argparse.Namespace) -> int:
     if args.to_env == "production" and not args.yes:
         _confirm_production_restore(site, manifest.snapshot_id)
     with open_journal(state_dir(args, inventory)) as journal:
-        manual_restore(site, manifest, args.to_env, store, journal, state_dir(args, inventory),
-                       progress_for(args))
-    emit(args, {"site": site.name, "environment": args.to_env,
-                "snapshot_id": manifest.snapshot_id, "restored": True},
-         f"{site.name}: {args.to_env} restored from {manifest.snapshot_id} "
-         f"(database and files)")
+        manual_restore(
+            site,
+            manifest,
+            args.to_env,
+            store,
+            journal,
+            state_dir(args, inventory),
+            progress_for(args),
+        )
+    emit(
+        args,
+        {
+            "site": site.name,
+            "environment": args.to_env,
+            "snapshot_id": manifest.snapshot_id,
+            "restored": True,
+        },
+        f"{site.name}: {args.to_env} restored from {manifest.snapshot_id} (database and files)",
+    )
     return EXIT_OK
 
 
 def _confirm_production_restore(site: Site, snapshot_id: str) -> None:
     if not sys.stdin.isatty():
-        raise TmaError("restoring production overwrites its database and files: "
-                       "pass --yes to confirm when not running on a terminal")
-    answer = input(f"Overwrite {site.name} production with {snapshot_id}? "
-                   f"Type the site name to confirm: ")
+        raise TmaError(
+            "restoring production overwrites its database and files: "
+            "pass --yes to confirm when not running on a terminal"
+        )
+    answer = input(
+        f"Overwrite {site.name} production with {snapshot_id}? Type the site name to confirm: "
+    )
     if answer.strip() != site.name:
         raise TmaError("restore cancelled: production was not touched")
 
@@ -142,13 +178,20 @@ def cycle(args: argparse.Namespace) -> int:
     return max(codes)
 
 
-def _cycle_one(args: argparse.Namespace, site: Site, journal: Journal, directory: Path,
-               keep_going: bool) -> int:
+def _cycle_one(
+    args: argparse.Namespace, site: Site, journal: Journal, directory: Path, keep_going: bool
+) -> int:
     say = (lambda _line: None) if args.json else print
     try:
-        summary = run_cycle(site, open_store(site.store), journal, directory,
-                            progress=progress_for(args), say=say,
-                            break_stale_lock=args.break_stale_lock)
+        summary = run_cycle(
+            site,
+            open_store(site.store),
+            journal,
+            directory,
+            progress=progress_for(args),
+            say=say,
+            break_stale_lock=args.break_stale_lock,
+        )
     except TmaError as exc:
         if not keep_going:
             raise
@@ -159,22 +202,37 @@ def _cycle_one(args: argparse.Namespace, site: Site, journal: Journal, directory
 
 
 def _print_summary(args: argparse.Namespace, summary: RunSummary) -> None:
-    updates = ", ".join(f"{u['component']} {u['from_version']} -> {u['to_version']}"
-                        for u in summary.updates) or "none"
-    emit(args, asdict(summary), f"== {summary.site}: {summary.outcome} (run {summary.run_id}); "
-                                f"updates: {updates}; production {summary.production}")
+    updates = (
+        ", ".join(
+            f"{u['component']} {u['from_version']} -> {u['to_version']}" for u in summary.updates
+        )
+        or "none"
+    )
+    emit(
+        args,
+        asdict(summary),
+        f"== {summary.site}: {summary.outcome} (run {summary.run_id}); "
+        f"updates: {updates}; production {summary.production}",
+    )
 
 
 def _print_plans(args: argparse.Namespace, sites: list[Site]) -> int:
     for site in sites:
         selected, held = compute_plan(site, "production")
-        emit(args, {"site": site.name, "dry_run": True,
-                    "updates": [asdict(u) for u in selected],
-                    "held": [{**asdict(u), "reason": r} for u, r in held]},
-             "\n".join([f"{site.name}: {len(selected)} update(s) planned (dry run, nothing "
-                        "changed)"]
-                       + [f"  {u.describe()}  [{u.artifact}]" for u in selected]
-                       + [f"  held: {u.describe()}: {r}" for u, r in held]))
+        emit(
+            args,
+            {
+                "site": site.name,
+                "dry_run": True,
+                "updates": [asdict(u) for u in selected],
+                "held": [{**asdict(u), "reason": r} for u, r in held],
+            },
+            "\n".join(
+                [f"{site.name}: {len(selected)} update(s) planned (dry run, nothing changed)"]
+                + [f"  {u.describe()}  [{u.artifact}]" for u in selected]
+                + [f"  held: {u.describe()}: {r}" for u, r in held]
+            ),
+        )
     return EXIT_OK
 
 
@@ -186,8 +244,11 @@ def lock_status(args: argparse.Namespace) -> int:
     for name in names:
         state, owner = SiteLock(directory, inventory.site(name).name).status()
         worst = max(worst, EXIT_WARNINGS if state == "stale" else EXIT_OK)
-        emit(args, {"site": name, "state": state, "owner": asdict(owner) if owner else None},
-             f"{name}: {state}" + (f" ({owner.describe()})" if owner else ""))
+        emit(
+            args,
+            {"site": name, "state": state, "owner": asdict(owner) if owner else None},
+            f"{name}: {state}" + (f" ({owner.describe()})" if owner else ""),
+        )
     return worst
 
 
@@ -198,11 +259,20 @@ def lock_break(args: argparse.Namespace) -> int:
     owner = SiteLock(directory, site.name).break_stale()
     if owner is not None:
         with open_journal(directory) as journal:
-            journal.append(run_id=owner.run_id, site=site.name, step="lock", status="broken",
-                           data={"stale_owner": owner.describe()})
-    emit(args, {"site": site.name, "broken": owner is not None},
-         f"{site.name}: stale lock of {owner.describe()} broken" if owner
-         else f"{site.name}: no stale lock")
+            journal.append(
+                run_id=owner.run_id,
+                site=site.name,
+                step="lock",
+                status="broken",
+                data={"stale_owner": owner.describe()},
+            )
+    emit(
+        args,
+        {"site": site.name, "broken": owner is not None},
+        f"{site.name}: stale lock of {owner.describe()} broken"
+        if owner
+        else f"{site.name}: no stale lock",
+    )
     return EXIT_OK
 
 
@@ -210,9 +280,12 @@ def journal_show(args: argparse.Namespace) -> int:
     with open_journal(state_dir(args, None)) as journal:
         for event in journal.events(site=args.site, run_id=args.run):
             detail = json.dumps(event.data, ensure_ascii=False, sort_keys=True)
-            emit(args, asdict(event),
-                 f"{event.id:>5} {event.time} {event.site:<10} {event.run_id:<30} "
-                 f"{event.step:<22} {event.status:<8} {detail[:160]}")
+            emit(
+                args,
+                asdict(event),
+                f"{event.id:>5} {event.time} {event.site:<10} {event.run_id:<30} "
+                f"{event.step:<22} {event.status:<8} {detail[:160]}",
+            )
     return EXIT_OK
 
 
@@ -222,8 +295,12 @@ def journal_verify(args: argparse.Namespace) -> int:
         raise TmaError(f"no journal at {path}")
     with open_journal(path.parent) as journal:
         report = journal.verify()
-    emit(args, asdict(report), f"journal {path}: " + (
-        f"ok, {report.count} events, hash chain intact" if report.ok else report.reason))
+    emit(
+        args,
+        asdict(report),
+        f"journal {path}: "
+        + (f"ok, {report.count} events, hash chain intact" if report.ok else report.reason),
+    )
     report.raise_if_broken()
     return EXIT_OK
 
@@ -237,6 +314,9 @@ def demo(args: argparse.Namespace) -> int:
 def demo_serve(args: argparse.Namespace) -> int:
     from tma_ops.demo.app import serve_forever
 
-    serve_forever(Path(args.workspace), port=args.port,
-                  on_ready=lambda url: print(f"serving the demo sites at {url}", flush=True))
+    serve_forever(
+        Path(args.workspace),
+        port=args.port,
+        on_ready=lambda url: print(f"serving the demo sites at {url}", flush=True),
+    )
     return EXIT_OK

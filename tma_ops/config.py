@@ -129,7 +129,7 @@ class Site(Strict):
     def environment(self, name: str) -> Environment:
         if name not in self.environments:
             raise InventoryError(f"site {self.name!r} has no environment {name!r}")
-        return self.environments[name]  # type: ignore[index]
+        return self.environments[name]
 
 
 class Inventory(BaseModel):
@@ -152,8 +152,9 @@ def load_inventory(path: Path) -> Inventory:
         document = _read_yaml(file)
         for site in _sites_of(file, document):
             if site.name in sites:
-                raise InventoryError(f"{file}: site {site.name!r} is already defined in "
-                                     f"{sites[site.name].source}")
+                raise InventoryError(
+                    f"{file}: site {site.name!r} is already defined in {sites[site.name].source}"
+                )
             sites[site.name] = site
         if "state_dir" in document and state_dir is None:
             state_dir = _resolve(file.parent, str(document["state_dir"]))
@@ -188,8 +189,10 @@ def _read_yaml(file: Path) -> dict[str, Any]:
         raise InventoryError(f"{file}: expected a mapping with a 'sites:' key at the top level")
     unknown = set(document) - {"version", "state_dir", "defaults", "sites"}
     if unknown:
-        raise InventoryError(f"{file}: unknown top-level key {sorted(unknown)[0]!r}; "
-                             "expected version, state_dir, defaults, sites")
+        raise InventoryError(
+            f"{file}: unknown top-level key {sorted(unknown)[0]!r}; "
+            "expected version, state_dir, defaults, sites"
+        )
     if document.get("version", 1) != 1:
         raise InventoryError(f"{file}: version: expected 1, got {document['version']!r}")
     return document
@@ -207,8 +210,10 @@ def _sites_of(file: Path, document: dict[str, Any]) -> list[Site]:
 
 def _site_of(file: Path, name: Any, body: Any, defaults: dict[str, Any]) -> Site:
     if not isinstance(name, str) or not SITE_NAME.match(name):
-        raise InventoryError(f"{file}: sites: site name {name!r} is invalid; expected lower-case "
-                             "letters, digits, '-' or '_'")
+        raise InventoryError(
+            f"{file}: sites: site name {name!r} is invalid; expected lower-case "
+            "letters, digits, '-' or '_'"
+        )
     if not isinstance(body, dict):
         raise InventoryError(f"{file}: sites.{name}: expected a mapping of site settings")
     merged = _expand_env(file, f"sites.{name}", {**defaults, **body})
@@ -217,8 +222,9 @@ def _site_of(file: Path, name: Any, body: Any, defaults: dict[str, Any]) -> Site
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(["sites", name, *(str(part) for part in first["loc"])])
-        raise InventoryError(f"{file}{line_of(file, key)}: {describe_validation_error(key, first)}"
-                             ) from exc
+        raise InventoryError(
+            f"{file}{line_of(file, key)}: {describe_validation_error(key, first)}"
+        ) from exc
     return _with_resolved_paths(site, file.parent)
 
 
@@ -236,25 +242,30 @@ def _expand_env(file: Path, key: str, value: Any) -> Any:
             return os.environ[name]
         if default is not None:
             return default
-        raise InventoryError(f"{file}: {key}: environment variable {name} is not set "
-                             "(write ${" + name + ":-default} to give a default)")
+        raise InventoryError(
+            f"{file}: {key}: environment variable {name} is not set "
+            "(write ${" + name + ":-default} to give a default)"
+        )
 
     return ENV_REF.sub(substitute, value)
 
 
 def _with_resolved_paths(site: Site, base: Path) -> Site:
     environments = {
-        name: env.model_copy(update={
-            "root": str(_resolve(base, env.root)),
-            "database": env.database.model_copy(
-                update={"path": str(_resolve(base, env.database.path))}),
-        })
+        name: env.model_copy(
+            update={
+                "root": str(_resolve(base, env.root)),
+                "database": env.database.model_copy(
+                    update={"path": str(_resolve(base, env.database.path))}
+                ),
+            }
+        )
         for name, env in site.environments.items()
     }
     stack = site.stack.model_copy(update={"channel": str(_resolve(base, site.stack.channel))})
     store = site.store
     if store.startswith("file://") and not store.startswith("file:///"):
-        store = "file://" + str(_resolve(base, store[len("file://"):]))
+        store = "file://" + str(_resolve(base, store[len("file://") :]))
     return site.model_copy(update={"environments": environments, "stack": stack, "store": store})
 
 

@@ -123,8 +123,15 @@ def run_cycle(
     stale = lock.acquire(run_id, break_stale=break_stale_lock)
     try:
         pending = find_pending_run(journal, site.name)
-        ctx = RunContext(site, store, journal, pending.run_id if pending else run_id,
-                         dict(pending.outputs) if pending else {}, progress, say)
+        ctx = RunContext(
+            site,
+            store,
+            journal,
+            pending.run_id if pending else run_id,
+            dict(pending.outputs) if pending else {},
+            progress,
+            say,
+        )
         if stale is not None:
             ctx.record("lock", "broken", {"stale_owner": stale.describe()})
         if pending is None:
@@ -137,12 +144,17 @@ def run_cycle(
 
 def _resume(ctx: RunContext, pending: PendingRun) -> RunSummary:
     action = resume_action(pending.interrupted)
-    ctx.tell(f"resuming run {ctx.run_id} (interrupted in {pending.interrupted or 'between steps'}"
-             f"): {action}")
+    ctx.tell(
+        f"resuming run {ctx.run_id} (interrupted in {pending.interrupted or 'between steps'}"
+        f"): {action}"
+    )
     ctx.record("run", "resumed", {"interrupted": pending.interrupted, "action": action})
     if pending.failed is not None:
-        return _finish_failed(ctx, STEP_BY_NAME[pending.failed],
-                              TmaError(f"step {pending.failed} had failed before the crash"))
+        return _finish_failed(
+            ctx,
+            STEP_BY_NAME[pending.failed],
+            TmaError(f"step {pending.failed} had failed before the crash"),
+        )
     if action == "reset-production-then-redo":
         _run_one(ctx, STEP_BY_NAME["rollback"])
         ctx.outputs.pop("rollback", None)
@@ -181,19 +193,32 @@ def _finish_failed(ctx: RunContext, step: Step, exc: BaseException) -> RunSummar
             _run_one(ctx, STEP_BY_NAME["rollback"])
         except BaseException as rollback_exc:
             ctx.record("run", "finished", {"outcome": "failed", "production": "INCONSISTENT"})
-            raise RollbackFailed(f"{ctx.site.name}: {step.name} failed ({_one_line(exc)}) and "
-                                 f"the rollback failed too ({_one_line(rollback_exc)}): "
-                                 "production needs attention") from rollback_exc
+            raise RollbackFailed(
+                f"{ctx.site.name}: {step.name} failed ({_one_line(exc)}) and "
+                f"the rollback failed too ({_one_line(rollback_exc)}): "
+                "production needs attention"
+            ) from rollback_exc
         production = production_state("rolled-back")
     elif step.name == "rollback":
         ctx.record("run", "finished", {"outcome": "failed", "production": "INCONSISTENT"})
-        raise RollbackFailed(f"{ctx.site.name}: the rollback of production failed "
-                             f"({_one_line(exc)}): production needs attention") from exc
-    ctx.record("run", "finished", {"outcome": "failed", "failed_step": step.name,
-                                   "error": _one_line(exc), "production": production})
+        raise RollbackFailed(
+            f"{ctx.site.name}: the rollback of production failed "
+            f"({_one_line(exc)}): production needs attention"
+        ) from exc
+    ctx.record(
+        "run",
+        "finished",
+        {
+            "outcome": "failed",
+            "failed_step": step.name,
+            "error": _one_line(exc),
+            "production": production,
+        },
+    )
     if isinstance(exc, TmaError):
-        raise type(exc)(f"{ctx.site.name}: {step.title} failed: {exc}; production {production}"
-                        ) from exc
+        raise type(exc)(
+            f"{ctx.site.name}: {step.title} failed: {exc}; production {production}"
+        ) from exc
     raise exc
 
 
@@ -206,11 +231,22 @@ def _finish(ctx: RunContext, outcome: str, *, resumed: bool) -> RunSummary:
         exit_code=outcome_exit_code(outcome),
         resumed=resumed,
         updates=ctx.outputs.get("plan", {}).get("updates", []),
-        snapshots={name: data["snapshot_id"] for name, data in ctx.outputs.items()
-                   if name in ("snapshot", "pre_promotion_snapshot")},
+        snapshots={
+            name: data["snapshot_id"]
+            for name, data in ctx.outputs.items()
+            if name in ("snapshot", "pre_promotion_snapshot")
+        },
     )
-    ctx.record("run", "finished", {"outcome": outcome, "production": summary.production,
-                                   "updates": summary.updates, "snapshots": summary.snapshots})
+    ctx.record(
+        "run",
+        "finished",
+        {
+            "outcome": outcome,
+            "production": summary.production,
+            "updates": summary.updates,
+            "snapshots": summary.snapshots,
+        },
+    )
     ctx.tell(f"{outcome}: production {summary.production}")
     return summary
 

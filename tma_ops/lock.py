@@ -50,9 +50,15 @@ class SiteLock:
             raise StaleLockError(
                 f"site {self.site!r} has a stale lock from {stale.describe()}, a process that "
                 f"is gone; check the journal, then rerun with --break-stale-lock "
-                f"or run `tma-ops lock break {self.site}`")
-        owner = LockOwner(self.site, run_id, os.getpid(), socket.gethostname(),
-                          datetime.now(UTC).isoformat(timespec="seconds"))
+                f"or run `tma-ops lock break {self.site}`"
+            )
+        owner = LockOwner(
+            self.site,
+            run_id,
+            os.getpid(),
+            socket.gethostname(),
+            datetime.now(UTC).isoformat(timespec="seconds"),
+        )
         _write_owner(fd, owner)
         self._fd = fd
         return stale
@@ -84,8 +90,9 @@ class SiteLock:
             if not _try_flock(fd):
                 owner = _read_owner(fd)
                 who = owner.describe() if owner else "a live process"
-                raise LockHeldError(f"site {self.site!r} is held by {who}, which is alive: "
-                                    "not breaking it")
+                raise LockHeldError(
+                    f"site {self.site!r} is held by {who}, which is alive: not breaking it"
+                )
             owner = _read_owner(fd)
             os.ftruncate(fd, 0)
             return owner

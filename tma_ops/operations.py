@@ -30,15 +30,25 @@ def journaled(
         try:
             yield result.update
         except BaseException as exc:
-            journal.append(run_id=run_id, site=site.name, step=step, status="failed",
-                           data={**data, "error": str(exc).splitlines()[0] if str(exc) else ""})
+            journal.append(
+                run_id=run_id,
+                site=site.name,
+                step=step,
+                status="failed",
+                data={**data, "error": str(exc).splitlines()[0] if str(exc) else ""},
+            )
             raise
-        journal.append(run_id=run_id, site=site.name, step=step, status="done",
-                       data={**data, **result})
+        journal.append(
+            run_id=run_id, site=site.name, step=step, status="done", data={**data, **result}
+        )
 
 
 def manual_snapshot(
-    site: Site, env_name: str, store: Store, journal: Journal, state_dir: Path,
+    site: Site,
+    env_name: str,
+    store: Store,
+    journal: Journal,
+    state_dir: Path,
     progress: TransferProgress = SILENT,
 ) -> Manifest:
     with journaled(journal, state_dir, site, "snapshot", {"environment": env_name}) as report:
@@ -49,8 +59,13 @@ def manual_snapshot(
 
 
 def manual_restore(
-    site: Site, manifest: Manifest, env_name: str, store: Store, journal: Journal,
-    state_dir: Path, progress: TransferProgress = SILENT,
+    site: Site,
+    manifest: Manifest,
+    env_name: str,
+    store: Store,
+    journal: Journal,
+    state_dir: Path,
+    progress: TransferProgress = SILENT,
 ) -> None:
     data = {"environment": env_name, "snapshot_id": manifest.snapshot_id}
     with journaled(journal, state_dir, site, "restore", data):

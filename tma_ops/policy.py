@@ -34,8 +34,12 @@ def step_applies(step: str, outputs: Outputs) -> bool:
     if step in ("pre_promotion_snapshot", "promote", "smoke_production"):
         return has_updates(outputs) and staging_passed(outputs)
     if step == "rollback":
-        return (has_updates(outputs) and staging_passed(outputs)
-                and "smoke_production" in outputs and not production_passed(outputs))
+        return (
+            has_updates(outputs)
+            and staging_passed(outputs)
+            and "smoke_production" in outputs
+            and not production_passed(outputs)
+        )
     return True
 
 

@@ -27,7 +27,7 @@ rm -rf "$replaced"
 if [ -e "$root" ]; then mv "$root" "$replaced"; fi
 mv "$staged" "$root"
 rm -rf "$replaced"
-""" % (STAGED_SUFFIX, REPLACED_SUFFIX)
+""" % (STAGED_SUFFIX, REPLACED_SUFFIX)  # noqa: UP031 - braces of the shell script
 
 
 def restore_snapshot(
@@ -39,14 +39,17 @@ def restore_snapshot(
     progress: TransferProgress = SILENT,
 ) -> None:
     if manifest.site != site.name:
-        raise SnapshotError(f"snapshot {manifest.snapshot_id} belongs to site {manifest.site!r}, "
-                            f"not {site.name!r}")
+        raise SnapshotError(
+            f"snapshot {manifest.snapshot_id} belongs to site {manifest.site!r}, not {site.name!r}"
+        )
     env = site.environment(env_name)
     executor = open_executor(env.executor)
     database = open_database(env.database.model_dump())
     if database.name != manifest.database_engine:
-        raise SnapshotError(f"snapshot {manifest.snapshot_id} holds a {manifest.database_engine} "
-                            f"database; {site.name}/{env_name} uses {database.name}")
+        raise SnapshotError(
+            f"snapshot {manifest.snapshot_id} holds a {manifest.database_engine} "
+            f"database; {site.name}/{env_name} uses {database.name}"
+        )
     token = _stage_database(database, executor, store, manifest.parts["db"], progress)
     try:
         _stage_files(executor, env.root, store, manifest.parts["files"], progress)
@@ -54,7 +57,7 @@ def restore_snapshot(
         database.discard(executor, token)
         raise
     database.commit(executor, token)
-    pause_point("restore:after-db-commit")
+    pause_point(f"restore-{env_name}:after-db-commit")
     executor.run(["sh", "-c", SWAP_SCRIPT, "swap", env.root])
 
 
@@ -65,11 +68,10 @@ def _stage_database(
     part: Part,
     progress: TransferProgress,
 ) -> str:
-    with progress.transfer("restore database", part.size) as advance, \
-            store.get(part.key) as stream:
+    with progress.transfer("restore database", part.size) as advance, store.get(part.key) as stream:
         stored = HashingReader(stream, advance)
         plain = HashingReader(decompressing(stored))
-        token = database.prepare(executor, plain)  # type: ignore[arg-type]
+        token = database.prepare(executor, plain)
         plain.drain()
         stored.drain()
     try:
@@ -89,7 +91,7 @@ def _stage_files(
     with progress.transfer("restore files", part.size) as advance, store.get(part.key) as stream:
         stored = HashingReader(stream, advance)
         plain = HashingReader(decompressing(stored))
-        executor.stream_in(["tar", "-C", staged, "--numeric-owner", "-xpf", "-"], plain)  # type: ignore[arg-type]
+        executor.stream_in(["tar", "-C", staged, "--numeric-owner", "-xpf", "-"], plain)
         plain.drain()
         stored.drain()
     try:

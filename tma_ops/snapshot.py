@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from tma_ops.config import Environment, Site
 from tma_ops.dbs import open_database
@@ -114,7 +114,10 @@ def create_snapshot(
     pause_point("snapshot:after-db")
     files_key = f"{prefix}files.tar.zst"
     files_part = _upload(
-        store, files_key, lambda: executor.stream_out(tar_create(env)), progress,
+        store,
+        files_key,
+        lambda: executor.stream_out(tar_create(env)),
+        progress,
         tree_size(executor, env.root),
     )
     manifest = Manifest(
@@ -163,8 +166,9 @@ def load_manifest(store: Store, site: str, snapshot_id: str) -> Manifest:
         with store.get(key) as stream:
             return Manifest.from_json(stream.read(), key)
     except ObjectNotFound as exc:
-        raise SnapshotError(f"site {site!r} has no snapshot {snapshot_id!r} in {store.url}"
-                            ) from exc
+        raise SnapshotError(
+            f"site {site!r} has no snapshot {snapshot_id!r} in {store.url}"
+        ) from exc
 
 
 def list_snapshots(store: Store, site: str) -> list[Manifest]:
@@ -186,16 +190,19 @@ def resolve_snapshot(store: Store, site: str, wanted: str) -> Manifest:
     matches = [m for m in snapshots if m.snapshot_id.startswith(wanted)]
     if len(matches) != 1:
         what = "no snapshot" if not matches else f"{len(matches)} snapshots"
-        raise SnapshotError(f"site {site!r}: {what} match {wanted!r}; "
-                            "see `tma-ops snapshots list SITE`")
+        raise SnapshotError(
+            f"site {site!r}: {what} match {wanted!r}; see `tma-ops snapshots list SITE`"
+        )
     return matches[0]
 
 
 def verify_snapshot(store: Store, manifest: Manifest, progress: TransferProgress = SILENT) -> None:
     """Read every stored part back and check both digests (stored and plain bytes)."""
     for name, part in manifest.parts.items():
-        with progress.transfer(f"verify {name}", part.size) as advance, \
-                store.get(part.key) as stream:
+        with (
+            progress.transfer(f"verify {name}", part.size) as advance,
+            store.get(part.key) as stream,
+        ):
             stored = HashingReader(stream, advance)
             plain = HashingReader(decompressing(stored))
             plain.drain()
@@ -205,11 +212,12 @@ def verify_snapshot(store: Store, manifest: Manifest, progress: TransferProgress
 
 def check_part_digests(part: Part, stored: HashingReader, plain: HashingReader) -> None:
     if stored.sha256 != part.sha256 or stored.size != part.size:
-        raise IntegrityError(f"{part.key}: stored bytes do not match the manifest "
-                             f"(sha256 {stored.sha256[:12]}…, expected {part.sha256[:12]}…)")
+        raise IntegrityError(
+            f"{part.key}: stored bytes do not match the manifest "
+            f"(sha256 {stored.sha256[:12]}…, expected {part.sha256[:12]}…)"
+        )
     if plain.sha256 != part.plain_sha256 or plain.size != part.plain_size:
-        raise IntegrityError(f"{part.key}: content does not match the manifest after "
-                             "decompression")
+        raise IntegrityError(f"{part.key}: content does not match the manifest after decompression")
 
 
 def delete_snapshot(store: Store, manifest: Manifest) -> None:

@@ -5,17 +5,23 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import zstandard
 
 CHUNK = 1 << 20
 
 
+class Readable(Protocol):
+    """What the seams need from a source of bytes: reads in bounded chunks, b"" at the end."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class HashingReader(io.RawIOBase):
     """Pass-through reader that keeps the SHA-256 and the count of what went through it."""
 
-    def __init__(self, source: BinaryIO, on_bytes: Callable[[int], None] | None = None) -> None:
+    def __init__(self, source: Readable, on_bytes: Callable[[int], None] | None = None) -> None:
         self._source = source
         self._on_bytes = on_bytes
         self._hash = hashlib.sha256()
@@ -48,12 +54,14 @@ class HashingReader(io.RawIOBase):
         return self._hash.hexdigest()
 
 
-def compressing(plain: BinaryIO, level: int = 3) -> BinaryIO:
+def compressing(plain: Readable, level: int = 3) -> BinaryIO:
     compressor = zstandard.ZstdCompressor(level=level, threads=-1)
-    return compressor.stream_reader(plain, read_size=CHUNK)  # type: ignore[return-value]
+    return compressor.stream_reader(plain, read_size=CHUNK)  # type: ignore[arg-type]
 
 
-def decompressing(stored: BinaryIO) -> BinaryIO:
-    return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[return-value]
-        stored, read_size=CHUNK, read_across_frames=True
+def decompressing(stored: Readable) -> BinaryIO:
+    return zstandard.ZstdDecompressor().stream_reader(
+        stored,  # type: ignore[arg-type]
+        read_size=CHUNK,
+        read_across_frames=True,
     )

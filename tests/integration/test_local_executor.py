@@ -61,8 +61,8 @@ class PatternSource(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int | None = -1) -> bytes:
-        self.read_sizes.append(-1 if size is None else size)
+    def read(self, size: int = -1) -> bytes:
+        self.read_sizes.append(size)
         return super().read(size)
 
     def readall(self) -> bytes:

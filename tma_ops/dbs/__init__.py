@@ -11,6 +11,7 @@ from typing import BinaryIO, Protocol
 
 from tma_ops.errors import InventoryError
 from tma_ops.executors import Executor
+from tma_ops.streams import Readable
 
 
 class DatabaseEngine(Protocol):
@@ -19,7 +20,7 @@ class DatabaseEngine(Protocol):
 
     def dump(self, executor: Executor) -> AbstractContextManager[BinaryIO]: ...
 
-    def prepare(self, executor: Executor, source: BinaryIO) -> str:
+    def prepare(self, executor: Executor, source: Readable) -> str:
         """Stage a dump on the environment; return a token for commit/discard."""
         ...
 

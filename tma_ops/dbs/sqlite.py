@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from tma_ops.errors import ExecutorError, IntegrityError
 from tma_ops.executors import Executor, Result
+from tma_ops.streams import Readable
 
 # Helpers run as `python -c BOOT SCRIPT ARGS...`: executors quote the first three argv items in
 # their error messages, so passing the multi-line script fourth keeps those messages to one line.
@@ -169,7 +170,7 @@ class SqliteEngine:
         with executor.stream_out(_argv(executor, _DUMP, self.path)) as stream:
             yield stream
 
-    def prepare(self, executor: Executor, source: BinaryIO) -> str:
+    def prepare(self, executor: Executor, source: Readable) -> str:
         executor.put(self.staging_path, source)
         result = executor.run(_argv(executor, _CHECK, self.staging_path), check=False)
         if result.ok:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from tma_ops.config import load_inventory
+from tma_ops.config import Site, load_inventory
 from tma_ops.cycle import RunSummary, run_cycle
 from tma_ops.demo.app import start_server
 from tma_ops.demo.workspace import build_workspace
@@ -38,31 +39,38 @@ def run_demo(workspace: Path, *, as_json: bool = False) -> int:
     say(f"demo workspace {workspace}; sites served at http://127.0.0.1:{server.server_address[1]}/")
     try:
         inventory = load_inventory(inventory_file)
-        before = {name: environment_fingerprint(site, "production")
-                  for name, site in inventory.sites.items()}
+        before = {
+            name: environment_fingerprint(site, "production")
+            for name, site in inventory.sites.items()
+        }
         summaries: dict[str, RunSummary | str] = {}
         with Journal(inventory.state_dir / "journal.sqlite") as journal:
             for name, site in sorted(inventory.sites.items()):
                 say(f"\n== cycle {name} ({site.tier})")
                 summaries[name] = _cycle(site, journal, inventory.state_dir, say)
             report = journal.verify()
-        after = {name: environment_fingerprint(site, "production")
-                 for name, site in inventory.sites.items()}
+        after = {
+            name: environment_fingerprint(site, "production")
+            for name, site in inventory.sites.items()
+        }
     finally:
         server.shutdown()
         server.server_close()
     lines, ok = _outcome_lines(summaries, before, after)
-    lines.append(f"journal: {report.count} events, " +
-                 ("hash chain verified" if report.ok else f"BROKEN: {report.reason}"))
+    lines.append(
+        f"journal: {report.count} events, "
+        + ("hash chain verified" if report.ok else f"BROKEN: {report.reason}")
+    )
     ok = ok and report.ok
     _print_outcome(lines, ok, workspace, inventory_file, as_json)
     return EXIT_OK if ok else EXIT_ERROR
 
 
-def _cycle(site, journal: Journal, state_dir: Path, say) -> RunSummary | str:  # type: ignore[no-untyped-def]
+def _cycle(
+    site: Site, journal: Journal, state_dir: Path, say: Callable[[str], None]
+) -> RunSummary | str:
     try:
-        return run_cycle(site, open_store(site.store), journal, state_dir, progress=SILENT,
-                         say=say)
+        return run_cycle(site, open_store(site.store), journal, state_dir, progress=SILENT, say=say)
     except TmaError as exc:
         say(f"{site.name}: error: {exc}")
         return str(exc)
@@ -80,21 +88,28 @@ def _outcome_lines(
             lines.append(f"{name}: FAILED: {summary}")
             ok = False
             continue
-        updates = ", ".join(f"{u['component']} {u['from_version']} -> {u['to_version']}"
-                            for u in summary.updates)
+        updates = ", ".join(
+            f"{u['component']} {u['from_version']} -> {u['to_version']}" for u in summary.updates
+        )
         unchanged = before[name] == after[name]
-        proof = ("identical to before the cycle (files and database fingerprints match)"
-                 if unchanged else "changed")
-        lines.append(f"{name}: {summary.outcome} [{updates}]; production {summary.production}"
-                     + (f"; {proof}" if summary.outcome != "promoted" else ""))
+        proof = (
+            "identical to before the cycle (files and database fingerprints match)"
+            if unchanged
+            else "changed"
+        )
+        lines.append(
+            f"{name}: {summary.outcome} [{updates}]; production {summary.production}"
+            + (f"; {proof}" if summary.outcome != "promoted" else "")
+        )
         ok = ok and summary.outcome == EXPECTED.get(name, summary.outcome)
         if summary.outcome == "rolled-back":
             ok = ok and unchanged
     return lines, ok
 
 
-def _print_outcome(lines: list[str], ok: bool, workspace: Path, inventory_file: Path,
-                   as_json: bool) -> None:
+def _print_outcome(
+    lines: list[str], ok: bool, workspace: Path, inventory_file: Path, as_json: bool
+) -> None:
     if as_json:
         print(json.dumps({"ok": ok, "outcome": lines, "workspace": str(workspace)}))
         return

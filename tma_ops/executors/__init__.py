@@ -12,6 +12,7 @@ from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 from tma_ops.errors import ExecutorError, InventoryError
+from tma_ops.streams import Readable
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,11 @@ class Executor(Protocol):
         """Run argv and yield its stdout as a binary stream; a non-zero exit raises on close."""
         ...
 
-    def stream_in(self, argv: list[str], source: BinaryIO) -> Result:
+    def stream_in(self, argv: list[str], source: Readable) -> Result:
         """Run argv with `source` copied to its stdin in bounded chunks."""
         ...
 
-    def put(self, path: str, source: BinaryIO) -> None: ...
+    def put(self, path: str, source: Readable) -> None: ...
 
     def get(self, path: str) -> AbstractContextManager[BinaryIO]: ...
 
@@ -57,11 +58,18 @@ def open_executor(url: str) -> Executor:
     raise InventoryError(f"executor {url!r}: unknown scheme {scheme!r}; expected local://")
 
 
-def iter_chunks(stream: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
+def iter_chunks(stream: Readable, size: int = 1 << 20) -> Iterator[bytes]:
     while chunk := stream.read(size):
         yield chunk
 
 
 def command_failed(argv: list[str], rc: int, err: str, url: str) -> ExecutorError:
     tail = err.strip().splitlines()[-1] if err.strip() else "no error output"
-    return ExecutorError(f"{url}: `{' '.join(argv[:3])}...` exited {rc}: {tail}")
+    return ExecutorError(f"{url}: {describe_command(argv)} exited {rc}: {tail}")
+
+
+def describe_command(argv: list[str]) -> str:
+    """The program and its first argument, never an inline script (which may be long)."""
+    program = argv[0].rsplit("/", 1)[-1]
+    first = argv[1] if len(argv) > 1 and argv[1] not in ("-c", "-e") else ""
+    return f"`{program} {first}`" if first else f"`{program}`"

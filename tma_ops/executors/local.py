@@ -15,6 +15,7 @@ from typing import IO, BinaryIO
 
 from tma_ops.errors import ExecutorError
 from tma_ops.executors import Result, command_failed, iter_chunks
+from tma_ops.streams import Readable
 
 
 class LocalExecutor:
@@ -27,6 +28,8 @@ class LocalExecutor:
             proc = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
         except FileNotFoundError as exc:
             raise ExecutorError(f"{self.url}: command not found: {argv[0]}") from exc
+        except OSError as exc:
+            raise ExecutorError(f"{self.url}: cannot run {argv[0]}: {exc.strerror}") from exc
         except subprocess.TimeoutExpired as exc:
             raise ExecutorError(f"{self.url}: {argv[0]} timed out after {timeout}s") from exc
         result = Result(proc.returncode, _text(proc.stdout), _text(proc.stderr))
@@ -53,7 +56,7 @@ class LocalExecutor:
         if rc != 0:
             raise command_failed(argv, rc, _text(b"".join(err_chunks)), self.url)
 
-    def stream_in(self, argv: list[str], source: BinaryIO) -> Result:
+    def stream_in(self, argv: list[str], source: Readable) -> Result:
         proc = self._popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         out_chunks: list[bytes] = []
         err_chunks: list[bytes] = []
@@ -91,7 +94,7 @@ class LocalExecutor:
         with handle:
             yield handle
 
-    def put(self, path: str, source: BinaryIO) -> None:
+    def put(self, path: str, source: Readable) -> None:
         target = Path(path)
         partial = target.with_name(target.name + ".partial")
         try:
@@ -115,6 +118,8 @@ class LocalExecutor:
             return subprocess.Popen(argv, stderr=subprocess.PIPE, **streams)  # type: ignore[call-overload]
         except FileNotFoundError as exc:
             raise ExecutorError(f"{self.url}: command not found: {argv[0]}") from exc
+        except OSError as exc:
+            raise ExecutorError(f"{self.url}: cannot run {argv[0]}: {exc.strerror}") from exc
 
 
 def _drain_in_thread(stream: IO[bytes] | None, sink: list[bytes]) -> threading.Thread:

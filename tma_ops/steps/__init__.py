@@ -24,8 +24,9 @@ class RunContext:
     say: Callable[[str], None]
 
     def record(self, step: str, status: str, data: dict[str, Any] | None = None) -> None:
-        self.journal.append(run_id=self.run_id, site=self.site.name, step=step, status=status,
-                            data=data or {})
+        self.journal.append(
+            run_id=self.run_id, site=self.site.name, step=step, status=status, data=data or {}
+        )
 
     def tell(self, message: str) -> None:
         self.say(f"{self.site.name}: {message}")

@@ -20,8 +20,9 @@ from tma_ops.steps.smoke import run_checks
 
 
 def snapshot_production(ctx: RunContext) -> dict[str, Any]:
-    manifest = create_snapshot(ctx.site, "production", ctx.store, reason=f"cycle {ctx.run_id}",
-                               progress=ctx.progress)
+    manifest = create_snapshot(
+        ctx.site, "production", ctx.store, reason=f"cycle {ctx.run_id}", progress=ctx.progress
+    )
     ctx.tell(f"production snapshot {manifest.snapshot_id} ({_size(manifest)})")
     return _describe(manifest)
 
@@ -48,8 +49,13 @@ def reset_staging(ctx: RunContext) -> dict[str, Any]:
 
 
 def pre_promotion_snapshot(ctx: RunContext) -> dict[str, Any]:
-    manifest = create_snapshot(ctx.site, "production", ctx.store,
-                               reason=f"pre-promotion {ctx.run_id}", progress=ctx.progress)
+    manifest = create_snapshot(
+        ctx.site,
+        "production",
+        ctx.store,
+        reason=f"pre-promotion {ctx.run_id}",
+        progress=ctx.progress,
+    )
     verify_snapshot(ctx.store, manifest, ctx.progress)
     ctx.tell(f"pre-promotion snapshot {manifest.snapshot_id} ({_size(manifest)}, verified)")
     return _describe(manifest)
@@ -89,8 +95,9 @@ def prune_snapshots(ctx: RunContext) -> dict[str, Any]:
     """Apply the site's retention; the snapshots of this run are always kept."""
     snapshots = list_snapshots(ctx.store, ctx.site.name)
     protected = [data["snapshot_id"] for data in ctx.outputs.values() if "snapshot_id" in data]
-    keep = snapshots_to_keep(((m.snapshot_id, created_at(m)) for m in snapshots),
-                             ctx.site.retention, protected)
+    keep = snapshots_to_keep(
+        ((m.snapshot_id, created_at(m)) for m in snapshots), ctx.site.retention, protected
+    )
     pruned = [m.snapshot_id for m in snapshots if m.snapshot_id not in keep]
     for manifest in snapshots:
         if manifest.snapshot_id not in keep:

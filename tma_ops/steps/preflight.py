@@ -34,8 +34,10 @@ def check_environment(site: Site, env_name: str) -> dict[str, Any]:
     free = _free_bytes(executor, str(Path(env.root).parent))
     missing = disk_shortfall(free, tree)
     if missing:
-        raise TmaError(f"{where}: not enough disk beside {env.root}: {free} bytes free, "
-                       f"{missing} more needed to stage a restore")
+        raise TmaError(
+            f"{where}: not enough disk beside {env.root}: {free} bytes free, "
+            f"{missing} more needed to stage a restore"
+        )
     return {"tree_bytes": tree, "free_bytes": free}
 
 
@@ -52,5 +54,3 @@ def preflight(ctx: RunContext) -> dict[str, Any]:
 def _free_bytes(executor: Executor, path: str) -> int:
     lines = executor.run(["df", "-Pk", path]).out.strip().splitlines()
     return int(lines[-1].split()[3]) * 1024
-
-

@@ -14,6 +14,7 @@ from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 from tma_ops.errors import InventoryError
+from tma_ops.streams import Readable
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class ObjectInfo:
 class Store(Protocol):
     url: str
 
-    def put(self, key: str, source: BinaryIO) -> int:
+    def put(self, key: str, source: Readable) -> int:
         """Store the stream under key (replacing it atomically); return the byte count."""
         ...
 

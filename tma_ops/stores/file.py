@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from tma_ops.errors import ObjectLocked, ObjectNotFound, StoreError
 from tma_ops.stores import ObjectInfo
+from tma_ops.streams import Readable
 
 CHUNK_SIZE = 1 << 20
 LOCKS_DIR = ".locks"
@@ -99,7 +100,7 @@ def refuse_shortening(url: str, key: str, current: datetime | None, until: datet
         )
 
 
-def read_chunks(source: BinaryIO) -> Iterator[bytes]:
+def read_chunks(source: Readable) -> Iterator[bytes]:
     while chunk := source.read(CHUNK_SIZE):
         yield chunk
 
@@ -122,7 +123,7 @@ class FileStore:
         self.url = f"file://{self.root}"
         self._clock = clock
 
-    def put(self, key: str, source: BinaryIO) -> int:
+    def put(self, key: str, source: Readable) -> int:
         return _atomic_write(self._path(key), source, before_replace=lambda: self._refuse(key))
 
     def get(self, key: str) -> BinaryIO:
@@ -227,7 +228,7 @@ class FileStore:
 
 
 def _atomic_write(
-    path: Path, source: BinaryIO, before_replace: Callable[[], None] | None = None
+    path: Path, source: Readable, before_replace: Callable[[], None] | None = None
 ) -> int:
     """Stream source into a temp file beside path, fsync it and rename it over path."""
     fd, temp = _create_temp(path)

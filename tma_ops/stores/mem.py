@@ -25,6 +25,7 @@ from tma_ops.stores.file import (
     refuse_shortening,
     utc_now,
 )
+from tma_ops.streams import Readable
 
 
 class MemStore:
@@ -47,7 +48,7 @@ class MemStore:
                 store = cls._named[url] = cls(url)
             return store
 
-    def put(self, key: str, source: BinaryIO) -> int:
+    def put(self, key: str, source: Readable) -> int:
         check_key(key)
         # Read outside the mutex: readers keep seeing the previous object while this streams in.
         data = b"".join(read_chunks(source))

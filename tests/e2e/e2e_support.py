@@ -1,0 +1,86 @@
+"""Helpers of the end-to-end tests: a demo workspace and a way to run the real `tma-ops`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tma_ops.config import Inventory, load_inventory
+from tma_ops.demo.app import start_server
+from tma_ops.demo.workspace import build_workspace
+from tma_ops.fingerprint import Fingerprint, environment_fingerprint
+from tma_ops.journal import Journal
+
+TEMPLATE = Path(__file__).parents[2] / "inventories" / "demo" / "tma.yaml"
+
+
+@dataclass
+class Workspace:
+    root: Path
+    inventory_file: Path
+    port: int
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "TMA_DEMO_PORT": str(self.port), "TMA_OPS_PAUSE_AT": ""}
+
+    def inventory(self) -> Inventory:
+        return load_inventory(self.inventory_file)
+
+    def fingerprint(self, site: str, env: str = "production") -> Fingerprint:
+        return environment_fingerprint(self.inventory().site(site), env)
+
+    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tma_ops", "-i", str(self.inventory_file), *args],
+            capture_output=True,
+            text=True,
+            env={**self.env, **env},
+            timeout=300,
+            check=False,
+        )
+
+    def popen(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tma_ops", "-i", str(self.inventory_file), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**self.env, **env},
+        )
+
+    def journal(self) -> Journal:
+        return Journal(self.root / "state" / "journal.sqlite")
+
+
+def make_workspace(path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    inventory_file = build_workspace(path, TEMPLATE)
+    server = start_server(path)
+    port = server.server_address[1]
+    monkeypatch.setenv("TMA_DEMO_PORT", str(port))
+    try:
+        yield Workspace(path, inventory_file, port)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def installed_versions(root: Path) -> dict[str, str]:
+    plugins = root / "plugins"
+    return {
+        d.name: (d / "VERSION").read_text().splitlines()[0]
+        for d in sorted(plugins.iterdir())
+        if d.is_dir() and not d.name.startswith(".")
+    }
+
+
+def leftovers(workspace_root: Path) -> list[str]:
+    """Staging dirs or temp files a crashed step could leave behind in the sites."""
+    sites = workspace_root / "sites"
+    return sorted(str(p.relative_to(sites)) for p in sites.rglob("*") if ".tma-" in p.name)

@@ -1,0 +1,142 @@
+"""Whole cycles through the real `tma-ops` command on the demo sites, served over HTTP."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from e2e_support import Workspace, installed_versions, leftovers
+
+from tma_ops.demo.workspace import build_component_archive
+from tma_ops.errors import EXIT_INTEGRITY, EXIT_LOCK_HELD, EXIT_OK, EXIT_ROLLED_BACK
+from tma_ops.lock import SiteLock
+
+pytestmark = pytest.mark.e2e
+
+BROKEN_EVERYWHERE = """
+def render(page, context):
+    raise RuntimeError("seo 1.2.0 calls a function that no longer exists")
+"""
+
+
+def test_demo_command_prints_one_promoted_one_rolled_back(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tma_ops", "demo", "--workspace", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "blog: promoted" in result.stdout
+    assert "shop: rolled-back" in result.stdout
+    assert "identical to before the cycle" in result.stdout
+    assert "hash chain verified" in result.stdout
+
+
+def test_good_updates_are_promoted(workspace: Workspace) -> None:
+    database_before = workspace.fingerprint("blog").database
+    result = workspace.cli("cycle", "blog")
+    assert result.returncode == EXIT_OK, result.stderr
+    assert "== blog: promoted" in result.stdout
+    production = workspace.root / "sites/blog/production/www"
+    assert installed_versions(production) == {"gallery": "2.0.1", "seo": "1.1.0"}
+    assert workspace.fingerprint("blog").database == database_before
+    assert leftovers(workspace.root) == []
+    assert workspace.cli("journal", "verify").returncode == EXIT_OK
+
+
+def test_failed_production_smoke_rolls_back_exactly(workspace: Workspace) -> None:
+    before = workspace.fingerprint("shop")
+    result = workspace.cli("cycle", "shop", "--json")
+    assert result.returncode == EXIT_ROLLED_BACK, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["outcome"] == "rolled-back"
+    assert workspace.fingerprint("shop") == before
+    production = workspace.root / "sites/shop/production/www"
+    assert installed_versions(production) == {"payments": "3.1.0", "seo": "1.0.0"}
+    steps = [(e.step, e.status) for e in workspace.journal().events(site="shop")]
+    assert ("smoke_production", "done") in steps
+    assert ("rollback", "done") in steps
+    assert steps[-1] == ("run", "finished")
+
+
+def test_failed_staging_smoke_never_touches_production(workspace: Workspace) -> None:
+    channel = workspace.root / "channel"
+    build_component_archive(channel, "seo", "1.2.0", BROKEN_EVERYWHERE, "zip")
+    before = workspace.fingerprint("blog")
+    result = workspace.cli("cycle", "blog")
+    assert result.returncode == EXIT_ROLLED_BACK, result.stdout + result.stderr
+    assert "staging-failed" in result.stdout
+    assert workspace.fingerprint("blog") == before
+    # staging was reset to the production snapshot taken at the start of the run
+    assert workspace.fingerprint("blog", "staging") == before
+    steps = {e.step for e in workspace.journal().events(site="blog")}
+    assert "promote" not in steps and "pre_promotion_snapshot" not in steps
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(workspace: Workspace) -> None:
+    before = workspace.fingerprint("blog")
+    result = workspace.cli("cycle", "--all", "--dry-run")
+    assert result.returncode == EXIT_OK, result.stderr
+    assert "payments 3.1.0 -> 4.0.0 (major)" in result.stdout
+    assert "seo 1.0.0 -> 1.1.0 (minor)" in result.stdout
+    assert workspace.fingerprint("blog") == before
+    assert not (workspace.root / "state" / "journal.sqlite").exists()
+    assert list((workspace.root / "store").iterdir()) == []
+
+
+def test_second_run_on_a_locked_site_is_refused(workspace: Workspace) -> None:
+    lock = SiteLock(workspace.root / "state", "blog")
+    lock.acquire("run-held-by-test")
+    try:
+        result = workspace.cli("cycle", "blog")
+    finally:
+        lock.release()
+    assert result.returncode == EXIT_LOCK_HELD
+    assert "site 'blog' is locked by run run-held-by-test" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert workspace.cli("cycle", "blog").returncode == EXIT_OK
+
+
+def test_stale_lock_is_reported_then_broken_explicitly(workspace: Workspace) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock_file = workspace.root / "state" / "locks" / "blog.lock"
+    lock_file.parent.mkdir(parents=True)
+    lock_file.write_text(
+        json.dumps(
+            {
+                "site": "blog",
+                "run_id": "old-run",
+                "pid": dead.pid,
+                "host": "here",
+                "since": "2026-01-01T00:00:00+00:00",
+            }
+        )
+    )
+    refused = workspace.cli("cycle", "blog")
+    assert refused.returncode == EXIT_LOCK_HELD
+    assert "stale lock from run old-run" in refused.stderr
+    status = workspace.cli("lock", "status", "blog")
+    assert "blog: stale" in status.stdout
+    broken = workspace.cli("lock", "break", "blog")
+    assert broken.returncode == EXIT_OK and "broken" in broken.stdout
+    assert workspace.cli("lock", "status", "blog").stdout.startswith("blog: free")
+    assert workspace.cli("cycle", "blog").returncode == EXIT_OK
+
+
+def test_journal_edit_is_named_by_verify(workspace: Workspace) -> None:
+    assert workspace.cli("cycle", "blog").returncode == EXIT_OK
+    database = workspace.root / "state" / "journal.sqlite"
+    with sqlite3.connect(database) as connection:
+        for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='trigger'"):
+            connection.execute(f"DROP TRIGGER {name}")
+        connection.execute("""UPDATE events SET data = '{"tampered": true}' WHERE id = 7""")
+    result = workspace.cli("journal", "verify")
+    assert result.returncode == EXIT_INTEGRITY
+    assert "event 7" in result.stdout + result.stderr
