@@ -12,7 +12,14 @@ from typing import Any
 
 from tma_ops.config import Inventory, Site, load_inventory
 from tma_ops.cycle import RunSummary, run_cycle
-from tma_ops.errors import EXIT_OK, EXIT_WARNINGS, InventoryError, TmaError
+from tma_ops.errors import (
+    EXIT_INTEGRITY,
+    EXIT_OK,
+    EXIT_WARNINGS,
+    IntegrityError,
+    InventoryError,
+    TmaError,
+)
 from tma_ops.journal import Journal
 from tma_ops.lock import SiteLock
 from tma_ops.operations import manual_restore, manual_snapshot
@@ -24,8 +31,21 @@ from tma_ops.stores import open_store
 JOURNAL_FILE = "journal.sqlite"
 
 
+def say(line: str) -> None:
+    """Print a line; a reader that went away (`| head`) must not break a running cycle."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def quiet(_line: str) -> None:
+    return None
+
+
 def emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
-    print(json.dumps(obj, ensure_ascii=False, sort_keys=True) if args.json else text, flush=True)
+    say(json.dumps(obj, ensure_ascii=False, sort_keys=True) if args.json else text)
 
 
 def inventory_path(args: argparse.Namespace, explicit: str | None = None) -> Path:
@@ -114,7 +134,7 @@ def snapshots_list(args: argparse.Namespace) -> int:
             f"{m.snapshot_id}  {m.environment:<10} {m.total_size:>12} B  {m.reason:<32} {versions}",
         )
     if not manifests and not args.json:
-        print(f"{site.name}: no snapshot yet")
+        say(f"{site.name}: no snapshot yet")
     return EXIT_OK
 
 
@@ -181,7 +201,6 @@ def cycle(args: argparse.Namespace) -> int:
 def _cycle_one(
     args: argparse.Namespace, site: Site, journal: Journal, directory: Path, keep_going: bool
 ) -> int:
-    say = (lambda _line: None) if args.json else print
     try:
         summary = run_cycle(
             site,
@@ -189,7 +208,7 @@ def _cycle_one(
             journal,
             directory,
             progress=progress_for(args),
-            say=say,
+            say=quiet if args.json else say,
             break_stale_lock=args.break_stale_lock,
         )
     except TmaError as exc:
@@ -295,14 +314,10 @@ def journal_verify(args: argparse.Namespace) -> int:
         raise TmaError(f"no journal at {path}")
     with open_journal(path.parent) as journal:
         report = journal.verify()
-    emit(
-        args,
-        asdict(report),
-        f"journal {path}: "
-        + (f"ok, {report.count} events, hash chain intact" if report.ok else report.reason),
-    )
-    report.raise_if_broken()
-    return EXIT_OK
+    if not report.ok and not args.json:
+        raise IntegrityError(f"journal {path}: {report.reason}")
+    emit(args, asdict(report), f"journal {path}: ok, {report.count} events, hash chain intact")
+    return EXIT_OK if report.ok else EXIT_INTEGRITY
 
 
 def demo(args: argparse.Namespace) -> int:
