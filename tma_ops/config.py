@@ -10,20 +10,32 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tma_ops.errors import InventoryError
-from tma_ops.inventory_errors import describe_validation_error, line_of
+from tma_ops.inventory_errors import describe_validation_error, error_key, first_error, line_of
 
 Tier = Literal["essentiel", "business", "critique"]
 SemverClass = Literal["patch", "minor", "major"]
 SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+TOP_LEVEL_KEYS = ("version", "state_dir", "defaults", "sites")
+LOADER_KEYS = ("name", "source")  # Site fields set by the loader, never written in a file
+
+
+def _relative_path(value: str) -> str:
+    if value.startswith("/") or ".." in Path(value).parts:
+        raise ValueError(f"expected a path relative to root without '..', got {value!r}")
+    return value
+
+
+RelativePath = Annotated[str, AfterValidator(_relative_path)]
 
 
 class Strict(BaseModel):
@@ -54,7 +66,7 @@ class Database(Strict):
 class Environment(Strict):
     executor: str
     root: str
-    persistent: list[str] = []
+    persistent: list[RelativePath] = []
     database: Database
     smoke: Annotated[list[HttpCheck], Field(min_length=1)]
 
@@ -63,14 +75,6 @@ class Environment(Strict):
     def _executor_url(cls, value: str) -> str:
         if urlsplit(value).scheme != "local":
             raise ValueError(f"expected an executor URL like local://, got {value!r}")
-        return value
-
-    @field_validator("persistent")
-    @classmethod
-    def _inside_root(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if item.startswith("/") or ".." in Path(item).parts:
-                raise ValueError(f"expected a path relative to root without '..', got {item!r}")
         return value
 
 
@@ -115,7 +119,9 @@ class Site(Strict):
     def _both_environments(cls, value: dict[str, Environment]) -> dict[str, Environment]:
         missing = {"production", "staging"} - set(value)
         if missing:
-            raise ValueError(f"expected both production and staging, missing {sorted(missing)}")
+            raise ValueError(
+                f"expected both production and staging; missing {', '.join(sorted(missing))}"
+            )
         return value
 
     @property
@@ -152,12 +158,14 @@ def load_inventory(path: Path) -> Inventory:
         document = _read_yaml(file)
         for site in _sites_of(file, document):
             if site.name in sites:
+                key = f"sites.{site.name}"
                 raise InventoryError(
-                    f"{file}: site {site.name!r} is already defined in {sites[site.name].source}"
+                    f"{file}{line_of(file, key)}: {key}: site {site.name!r} is already defined "
+                    f"in {sites[site.name].source}; expected each site name once in the inventory"
                 )
             sites[site.name] = site
         if "state_dir" in document and state_dir is None:
-            state_dir = _resolve(file.parent, str(document["state_dir"]))
+            state_dir = _resolve(file.parent, document["state_dir"])
     if not sites:
         raise InventoryError(f"{path}: no site defined; expected a 'sites:' mapping")
     default_state = Path(os.environ.get("TMA_OPS_STATE", "~/.local/state/tma-ops")).expanduser()
@@ -168,64 +176,134 @@ def _inventory_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
         if not files:
-            raise InventoryError(f"{path}: no .yaml or .yml file in this directory")
+            raise InventoryError(
+                f"{path}: no inventory in this directory; expected at least one .yaml or .yml file"
+            )
         return files
     if not path.exists():
-        raise InventoryError(f"{path}: inventory not found")
+        raise InventoryError(
+            f"{path}: inventory not found; expected a YAML file or a directory of them"
+        )
     return [path]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key written twice in one mapping (the last would win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # the base loader reports an unhashable key
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}; expected each key once in a mapping",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _read_yaml(file: Path) -> dict[str, Any]:
     try:
         text = file.read_text(encoding="utf-8")
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f":{mark.line + 1}" if mark else ""
         raise InventoryError(f"{file}{where}: invalid YAML: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise InventoryError(f"{file}: invalid YAML: {exc}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(f"{file}: cannot read: {exc}") from exc
     if not isinstance(document, dict):
-        raise InventoryError(f"{file}: expected a mapping with a 'sites:' key at the top level")
-    unknown = set(document) - {"version", "state_dir", "defaults", "sites"}
+        got = "an empty file" if document is None else f"a {type(document).__name__}"
+        raise InventoryError(
+            f"{file}: expected a mapping with a 'sites:' key at the top level; got {got}"
+        )
+    _check_top_level(file, document)
+    return document
+
+
+def _check_top_level(file: Path, document: dict[Any, Any]) -> None:
+    unknown = [key for key in document if key not in TOP_LEVEL_KEYS]
     if unknown:
         raise InventoryError(
-            f"{file}: unknown top-level key {sorted(unknown)[0]!r}; "
-            "expected version, state_dir, defaults, sites"
+            f"{file}{line_of(file, str(unknown[0]))}: unknown top-level key {unknown[0]!r}; "
+            f"expected one of {', '.join(TOP_LEVEL_KEYS)}"
         )
     if document.get("version", 1) != 1:
-        raise InventoryError(f"{file}: version: expected 1, got {document['version']!r}")
-    return document
+        raise InventoryError(
+            f"{file}{line_of(file, 'version')}: version: expected 1, got {document['version']!r}"
+        )
+    if "state_dir" in document and not isinstance(document["state_dir"], str):
+        raise InventoryError(
+            f"{file}{line_of(file, 'state_dir')}: state_dir: expected a directory path; "
+            f"got {document['state_dir']!r}"
+        )
 
 
 def _sites_of(file: Path, document: dict[str, Any]) -> list[Site]:
     raw_sites = document.get("sites")
+    if "sites" not in document:
+        raise InventoryError(
+            f"{file}: sites: this key is required; expected a mapping of site name to settings"
+        )
     if not isinstance(raw_sites, dict) or not raw_sites:
-        raise InventoryError(f"{file}: sites: expected a mapping of site name to site settings")
+        raise InventoryError(
+            f"{file}{line_of(file, 'sites')}: sites: expected a mapping of site name to "
+            f"site settings; got {raw_sites!r}"
+        )
     defaults = document.get("defaults") or {}
     if not isinstance(defaults, dict):
-        raise InventoryError(f"{file}: defaults: expected a mapping")
+        raise InventoryError(
+            f"{file}{line_of(file, 'defaults')}: defaults: expected a mapping; got {defaults!r}"
+        )
     return [_site_of(file, name, body, defaults) for name, body in raw_sites.items()]
 
 
 def _site_of(file: Path, name: Any, body: Any, defaults: dict[str, Any]) -> Site:
     if not isinstance(name, str) or not SITE_NAME.match(name):
         raise InventoryError(
-            f"{file}: sites: site name {name!r} is invalid; expected lower-case "
-            "letters, digits, '-' or '_'"
+            f"{file}{line_of(file, f'sites.{name}')}: sites: site name {name!r} is invalid; "
+            "expected lower-case letters, digits, '-' or '_' (starting with a letter or digit)"
         )
+    key = f"sites.{name}"
     if not isinstance(body, dict):
-        raise InventoryError(f"{file}: sites.{name}: expected a mapping of site settings")
-    merged = _expand_env(file, f"sites.{name}", {**defaults, **body})
+        raise InventoryError(
+            f"{file}{line_of(file, key)}: {key}: expected a mapping of site settings; got {body!r}"
+        )
+    inherited = {k: v for k, v in defaults.items() if k not in body}
+    merged = {**_expand_env(file, "defaults", inherited), **_expand_env(file, key, body)}
+    reserved = [k for k in LOADER_KEYS if k in merged]
+    if reserved:
+        loc = (reserved[0],)
+        _raise_site_error(
+            file, name, inherited, {"type": "extra_forbidden", "loc": loc, "input": ""}
+        )
     try:
         site = Site(name=name, source=str(file), **merged)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(["sites", name, *(str(part) for part in first["loc"])])
-        raise InventoryError(
-            f"{file}{line_of(file, key)}: {describe_validation_error(key, first)}"
-        ) from exc
+        _raise_site_error(file, name, inherited, first_error(exc))
     return _with_resolved_paths(site, file.parent)
+
+
+def _raise_site_error(file: Path, name: str, inherited: dict[str, Any], error: Any) -> NoReturn:
+    """Raise the one-line error for a site; a value inherited from defaults names both keys."""
+    key = error_key(f"sites.{name}", error["loc"])
+    where = line_of(file, key)
+    loc = error["loc"]
+    if loc and loc[0] in inherited:
+        origin = error_key("defaults", loc)
+        where = line_of(file, origin)
+        key = f"{key} (from {origin})"
+    message = describe_validation_error(key, error, Site, hidden=LOADER_KEYS)
+    raise InventoryError(f"{file}{where}: {message}")
 
 
 def _expand_env(file: Path, key: str, value: Any) -> Any:
@@ -243,8 +321,8 @@ def _expand_env(file: Path, key: str, value: Any) -> Any:
         if default is not None:
             return default
         raise InventoryError(
-            f"{file}: {key}: environment variable {name} is not set "
-            "(write ${" + name + ":-default} to give a default)"
+            f"{file}{line_of(file, key)}: {key}: environment variable {name} is not set; "
+            "expected it set, or a default written ${" + name + ":-default}"
         )
 
     return ENV_REF.sub(substitute, value)

@@ -16,7 +16,7 @@ from typing import Any
 
 from tma_ops.config import Site
 from tma_ops.errors import RollbackFailed, TmaError
-from tma_ops.journal import Journal
+from tma_ops.journal import Event, Journal
 from tma_ops.lock import SiteLock
 from tma_ops.policy import (
     outcome_exit_code,
@@ -85,13 +85,19 @@ def new_run_id() -> str:
 
 
 def find_pending_run(journal: Journal, site: str) -> PendingRun | None:
-    """The site's latest run when it never reached `run finished` (the process was killed)."""
-    runs = journal.runs(site)
-    if not runs:
-        return None
-    events = journal.events(site=site, run_id=runs[-1])
-    if any(e.step == "run" and e.status == "finished" for e in events):
-        return None
+    """The site's latest cycle run when it never reached `run finished` (it was killed).
+
+    One-off operations (manual snapshot, restore) have no `run started` event and are skipped.
+    """
+    for run_id in reversed(journal.runs(site)):
+        events = journal.events(site=site, run_id=run_id)
+        markers = {e.status for e in events if e.step == "run"}
+        if "started" in markers:
+            return None if "finished" in markers else _pending_from(run_id, events)
+    return None
+
+
+def _pending_from(run_id: str, events: list[Event]) -> PendingRun:
     outputs: dict[str, dict[str, Any]] = {}
     open_steps: list[str] = []
     failed = None
@@ -105,7 +111,7 @@ def find_pending_run(journal: Journal, site: str) -> PendingRun | None:
         elif event.status == "failed":
             failed = event.step
     interrupted = next((s for s in reversed(open_steps) if s not in outputs and s != failed), None)
-    return PendingRun(runs[-1], outputs, interrupted, failed)
+    return PendingRun(run_id, outputs, interrupted, failed)
 
 
 def run_cycle(

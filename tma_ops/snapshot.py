@@ -17,7 +17,9 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
+
+import zstandard
 
 from tma_ops.config import Environment, Site
 from tma_ops.dbs import open_database
@@ -124,7 +126,8 @@ def create_snapshot(
         site=site.name,
         environment=env_name,
         snapshot_id=snapshot_id,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        # Microseconds: snapshots taken within the same second must still sort in order.
+        created_at=datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
         database_engine=database.name,
         components=components,
         parts={"db": db_part, "files": files_part},
@@ -177,7 +180,8 @@ def list_snapshots(store: Store, site: str) -> list[Manifest]:
     for key in keys:
         with store.get(key) as stream:
             manifests.append(Manifest.from_json(stream.read(), key))
-    return sorted(manifests, key=lambda m: m.snapshot_id)
+    # Oldest first by creation time: ids of the same second differ only by their random part.
+    return sorted(manifests, key=lambda m: (created_at(m), m.snapshot_id))
 
 
 def resolve_snapshot(store: Store, site: str, wanted: str) -> Manifest:
@@ -189,9 +193,9 @@ def resolve_snapshot(store: Store, site: str, wanted: str) -> Manifest:
         return snapshots[-1]
     matches = [m for m in snapshots if m.snapshot_id.startswith(wanted)]
     if len(matches) != 1:
-        what = "no snapshot" if not matches else f"{len(matches)} snapshots"
+        what = "no snapshot matches" if not matches else f"{len(matches)} snapshots match"
         raise SnapshotError(
-            f"site {site!r}: {what} match {wanted!r}; see `tma-ops snapshots list SITE`"
+            f"site {site!r}: {what} {wanted!r}; see `tma-ops snapshots list SITE`"
         )
     return matches[0]
 
@@ -205,19 +209,46 @@ def verify_snapshot(store: Store, manifest: Manifest, progress: TransferProgress
         ):
             stored = HashingReader(stream, advance)
             plain = HashingReader(decompressing(stored))
-            plain.drain()
+            try:
+                plain.drain()
+            except Exception as exc:
+                raise_part_failure(part, stored, exc)
             stored.drain()
         check_part_digests(part, stored, plain)
 
 
 def check_part_digests(part: Part, stored: HashingReader, plain: HashingReader) -> None:
+    _check_stored_digest(part, stored)
+    if plain.sha256 != part.plain_sha256 or plain.size != part.plain_size:
+        raise IntegrityError(f"{part.key}: content does not match the manifest after decompression")
+
+
+def _check_stored_digest(part: Part, stored: HashingReader) -> None:
     if stored.sha256 != part.sha256 or stored.size != part.size:
         raise IntegrityError(
             f"{part.key}: stored bytes do not match the manifest "
             f"(sha256 {stored.sha256[:12]}…, expected {part.sha256[:12]}…)"
         )
-    if plain.sha256 != part.plain_sha256 or plain.size != part.plain_size:
-        raise IntegrityError(f"{part.key}: content does not match the manifest after decompression")
+
+
+def raise_part_failure(part: Part, stored: HashingReader, exc: Exception) -> NoReturn:
+    """Re-raise a failure met while decompressing or consuming a part, with its real cause.
+
+    Damaged stored bytes make the decompressor, tar or the database check fail before the
+    digests can be compared; such a failure is reported as an IntegrityError naming the key.
+    A failure of the store itself, or one with intact stored bytes, is raised unchanged.
+    """
+    try:
+        stored.drain()
+    except Exception:
+        raise exc from None
+    try:
+        _check_stored_digest(part, stored)
+    except IntegrityError as mismatch:
+        raise mismatch from exc
+    if isinstance(exc, zstandard.ZstdError):
+        raise IntegrityError(f"{part.key}: cannot be decompressed ({exc})") from exc
+    raise exc
 
 
 def delete_snapshot(store: Store, manifest: Manifest) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -131,14 +132,16 @@ def test_stale_lock_is_reported_then_broken_explicitly(workspace: Workspace) -> 
 
 
 @pytest.mark.parametrize(
-    "tampering",
+    ("tampering", "named"),
     [
-        """UPDATE events SET data = '{"tampered": true}' WHERE id = 7""",
-        "DELETE FROM events WHERE id = 7",
+        ("""UPDATE events SET data = '{"tampered": true}' WHERE id = 7""", "event 7"),
+        ("DELETE FROM events WHERE id = 7", "chain broken after event 6"),
     ],
     ids=["edit", "delete"],
 )
-def test_journal_tampering_is_named_by_verify(workspace: Workspace, tampering: str) -> None:
+def test_journal_tampering_is_named_by_verify(
+    workspace: Workspace, tampering: str, named: str
+) -> None:
     assert workspace.cli("cycle", "blog").returncode == EXIT_OK
     assert workspace.cli("journal", "verify").returncode == EXIT_OK
     database = workspace.root / "state" / "journal.sqlite"
@@ -148,5 +151,41 @@ def test_journal_tampering_is_named_by_verify(workspace: Workspace, tampering: s
         connection.execute(tampering)
     result = workspace.cli("journal", "verify")
     assert result.returncode == EXIT_INTEGRITY
-    assert "Traceback" not in result.stderr
-    assert "event 7" in result.stdout + result.stderr or "event 8" in result.stdout
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert named in result.stderr
+
+
+def test_emergency_restore_of_production_from_a_manual_snapshot(workspace: Workspace) -> None:
+    before = workspace.fingerprint("blog")
+    taken = workspace.cli("snapshot", "blog", "--json")
+    assert taken.returncode == EXIT_OK, taken.stderr
+    snapshot_id = json.loads(taken.stdout)["snapshot_id"]
+    production = workspace.root / "sites/blog/production"
+    shutil.rmtree(production / "www/uploads")
+    (production / "www/index.php").write_text("<?php // defaced")
+    with sqlite3.connect(production / "site.sqlite") as connection:
+        connection.execute("DELETE FROM posts")
+    assert workspace.fingerprint("blog") != before
+
+    refused = workspace.cli("restore", "blog", "latest", "--to", "production")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    restored = workspace.cli("restore", "blog", snapshot_id[:18], "--to", "production", "--yes")
+    assert restored.returncode == EXIT_OK, restored.stderr
+    assert workspace.fingerprint("blog") == before
+    steps = [(e.step, e.status) for e in workspace.journal().events(site="blog")]
+    assert steps == [
+        ("snapshot", "started"),
+        ("snapshot", "done"),
+        ("restore", "started"),
+        ("restore", "done"),
+    ]
+
+    cycle = workspace.cli("cycle", "blog")
+    assert cycle.returncode == EXIT_OK and "resuming" not in cycle.stdout
+
+
+def test_all_sites_run_and_the_worst_exit_code_wins(workspace: Workspace) -> None:
+    result = workspace.cli("cycle", "--all", "--json")
+    assert result.returncode == EXIT_ROLLED_BACK, result.stderr
+    outcomes = {s["site"]: s["outcome"] for s in map(json.loads, result.stdout.splitlines())}
+    assert outcomes == {"blog": "promoted", "shop": "rolled-back"}
