@@ -13,7 +13,7 @@ from tma_ops.errors import SnapshotError
 from tma_ops.executors import Executor, open_executor
 from tma_ops.faults import pause_point
 from tma_ops.progress import SILENT, TransferProgress
-from tma_ops.snapshot import Manifest, Part, check_part_digests
+from tma_ops.snapshot import Manifest, Part, check_part_digests, raise_part_failure
 from tma_ops.stores import Store
 from tma_ops.streams import HashingReader, decompressing
 
@@ -68,16 +68,24 @@ def _stage_database(
     part: Part,
     progress: TransferProgress,
 ) -> str:
-    with progress.transfer("restore database", part.size) as advance, store.get(part.key) as stream:
-        stored = HashingReader(stream, advance)
-        plain = HashingReader(decompressing(stored))
-        token = database.prepare(executor, plain)
-        plain.drain()
-        stored.drain()
+    token: str | None = None
     try:
+        with (
+            progress.transfer("restore database", part.size) as advance,
+            store.get(part.key) as stream,
+        ):
+            stored = HashingReader(stream, advance)
+            plain = HashingReader(decompressing(stored))
+            try:
+                token = database.prepare(executor, plain)
+                plain.drain()
+            except Exception as exc:
+                raise_part_failure(part, stored, exc)
+            stored.drain()
         check_part_digests(part, stored, plain)
     except BaseException:
-        database.discard(executor, token)
+        if token is not None:
+            database.discard(executor, token)
         raise
     return token
 
@@ -88,14 +96,21 @@ def _stage_files(
     staged = root + STAGED_SUFFIX
     executor.run(["rm", "-rf", staged])
     executor.run(["mkdir", "-p", staged])
-    with progress.transfer("restore files", part.size) as advance, store.get(part.key) as stream:
-        stored = HashingReader(stream, advance)
-        plain = HashingReader(decompressing(stored))
-        executor.stream_in(["tar", "-C", staged, "--numeric-owner", "-xpf", "-"], plain)
-        plain.drain()
-        stored.drain()
     try:
+        with (
+            progress.transfer("restore files", part.size) as advance,
+            store.get(part.key) as stream,
+        ):
+            stored = HashingReader(stream, advance)
+            plain = HashingReader(decompressing(stored))
+            try:
+                executor.stream_in(["tar", "-C", staged, "--numeric-owner", "-xpf", "-"], plain)
+                plain.drain()
+            except Exception as exc:
+                raise_part_failure(part, stored, exc)
+            stored.drain()
         check_part_digests(part, stored, plain)
     except BaseException:
+        # Whatever stopped the staging (damaged bytes, tar, an interrupt), leave nothing behind.
         executor.run(["rm", "-rf", staged], check=False)
         raise

@@ -241,7 +241,7 @@ def raise_part_failure(part: Part, stored: HashingReader, exc: Exception) -> NoR
     try:
         stored.drain()
     except Exception:
-        raise exc from None
+        raise exc  # noqa: B904 - the store failed too: the first failure is the one to report
     try:
         _check_stored_digest(part, stored)
     except IntegrityError as mismatch:

@@ -98,3 +98,28 @@ def test_killed_cycle_is_finished_by_the_rerun(
     assert ("run", "resumed") in statuses
     assert statuses[-1] == ("run", "finished")
     assert workspace.cli("cycle", site).returncode in (EXIT_OK, EXIT_ROLLED_BACK)
+
+
+def test_sigterm_during_promotion_rolls_production_back(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    before = workspace.fingerprint("blog")
+    marker = tmp_path / "paused"
+    process = workspace.popen(
+        "cycle",
+        "blog",
+        TMA_OPS_PAUSE_AT="apply-production:after-gallery",
+        TMA_OPS_PAUSE_FILE=str(marker),
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted by SIGTERM" in err and "production restored" in err
+    assert workspace.fingerprint("blog") == before
+    finished = workspace.journal().events(site="blog")[-1]
+    assert (finished.step, finished.status) == ("run", "finished")
+    assert finished.data["outcome"] == "failed"
+    assert workspace.cli("lock", "status", "blog").stdout.startswith("blog: free")
