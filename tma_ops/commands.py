@@ -27,6 +27,7 @@ from tma_ops.progress import TransferProgress
 from tma_ops.snapshot import list_snapshots, resolve_snapshot
 from tma_ops.steps.apply import compute_plan
 from tma_ops.stores import open_store
+from tma_ops.units import human_size
 
 JOURNAL_FILE = "journal.sqlite"
 
@@ -111,7 +112,7 @@ def snapshot(args: argparse.Namespace) -> int:
             "store": store.url,
         },
         f"{site.name}: snapshot {manifest.snapshot_id} of {args.env} stored and verified "
-        f"({manifest.total_size} bytes in {store.url})",
+        f"({human_size(manifest.total_size)} in {store.url})",
     )
     return EXIT_OK
 
@@ -131,7 +132,8 @@ def snapshots_list(args: argparse.Namespace) -> int:
                 "components": m.components,
                 "reason": m.reason,
             },
-            f"{m.snapshot_id}  {m.environment:<10} {m.total_size:>12} B  {m.reason:<32} {versions}",
+            f"{m.snapshot_id}  {m.environment:<10} {human_size(m.total_size):>10}  "
+            f"{m.reason:<32} {versions}",
         )
     if not manifests and not args.json:
         say(f"{site.name}: no snapshot yet")

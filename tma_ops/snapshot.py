@@ -194,9 +194,7 @@ def resolve_snapshot(store: Store, site: str, wanted: str) -> Manifest:
     matches = [m for m in snapshots if m.snapshot_id.startswith(wanted)]
     if len(matches) != 1:
         what = "no snapshot matches" if not matches else f"{len(matches)} snapshots match"
-        raise SnapshotError(
-            f"site {site!r}: {what} {wanted!r}; see `tma-ops snapshots list SITE`"
-        )
+        raise SnapshotError(f"site {site!r}: {what} {wanted!r}; see `tma-ops snapshots list SITE`")
     return matches[0]
 
 

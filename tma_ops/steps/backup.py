@@ -17,6 +17,7 @@ from tma_ops.snapshot import (
 )
 from tma_ops.steps import RunContext
 from tma_ops.steps.smoke import run_checks
+from tma_ops.units import human_size
 
 
 def snapshot_production(ctx: RunContext) -> dict[str, Any]:
@@ -83,12 +84,7 @@ def _describe(manifest: Manifest) -> dict[str, Any]:
 
 
 def _size(manifest: Manifest) -> str:
-    size = float(manifest.total_size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
+    return human_size(manifest.total_size)
 
 
 def prune_snapshots(ctx: RunContext) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +14,13 @@ from tma_ops.snapshot import snapshots_prefix, tree_size
 from tma_ops.steps import RunContext
 
 # A restore stages a full copy of the root beside it before swapping, so the disk must hold
-# the tree a second time, with some room to spare.
-DISK_HEADROOM = 1.2
+# the tree a second time, with some room to spare. Exact, so no byte is lost to float rounding.
+DISK_HEADROOM = Fraction(6, 5)
 
 
 def disk_shortfall(free_bytes: int, tree_bytes: int) -> int:
     """Bytes missing to stage one more copy of the tree (0 when there is room)."""
-    needed = int(tree_bytes * DISK_HEADROOM)
+    needed = math.ceil(tree_bytes * DISK_HEADROOM)
     return max(0, needed - free_bytes)
 
 
