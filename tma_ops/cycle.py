@@ -57,6 +57,14 @@ STEPS = [
     Step("prune", "apply retention", prune_snapshots),
 ]
 STEP_BY_NAME = {step.name: step for step in STEPS}
+# Run by a resume before redoing an interrupted promotion; journaled under its own name so that
+# it is never taken for the run's rollback.
+RESET_PRODUCTION = Step(
+    "reset_production",
+    "reset production before redoing the promotion",
+    rollback_production,
+    touches_production=True,
+)
 
 
 @dataclass
@@ -162,8 +170,8 @@ def _resume(ctx: RunContext, pending: PendingRun) -> RunSummary:
             TmaError(f"step {pending.failed} had failed before the crash"),
         )
     if action == "reset-production-then-redo":
-        _run_one(ctx, STEP_BY_NAME["rollback"])
-        ctx.outputs.pop("rollback", None)
+        _run_one(ctx, RESET_PRODUCTION)
+        ctx.outputs.pop(RESET_PRODUCTION.name, None)
     return _run_steps(ctx, resumed=True)
 
 

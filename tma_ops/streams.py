@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 import zstandard
 
 CHUNK = 1 << 20
+# Each zstd worker keeps tens of MiB of buffers: a few workers give the speed, not one per core.
+COMPRESSION_THREADS = min(4, os.cpu_count() or 1)
 
 
 class Readable(Protocol):
@@ -55,7 +58,7 @@ class HashingReader(io.RawIOBase):
 
 
 def compressing(plain: Readable, level: int = 3) -> BinaryIO:
-    compressor = zstandard.ZstdCompressor(level=level, threads=-1)
+    compressor = zstandard.ZstdCompressor(level=level, threads=COMPRESSION_THREADS)
     return compressor.stream_reader(plain, read_size=CHUNK)  # type: ignore[arg-type]
 
 

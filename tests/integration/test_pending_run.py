@@ -187,19 +187,14 @@ def test_the_pending_run_survives_reopening_the_journal(tmp_path: Path) -> None:
     assert pending.outputs == outputs_of(PROMOTED_RUN[:4])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cycle bug: the rollback a resume runs to reset production before redoing promote "
-    "is journaled as `rollback done`; killed again later, the next resume takes it as the "
-    "run's rollback and would skip a needed rollback after a failed production smoke test",
-)
 def test_a_reset_rollback_before_redoing_promote_is_not_the_runs_rollback(
     journal: Journal,
 ) -> None:
     run = Run(journal, "blog", "r1").start().steps(PROMOTED_RUN[:8])
     run.event("promote", "started")  # killed
     run.event("run", "resumed", {"interrupted": "promote"})
-    run.steps([("rollback", {"snapshot_id": "x", "smoke_after_rollback_ok": True})])
+    # the resume resets production under its own step name, not as the run's rollback
+    run.steps([("reset_production", {"snapshot_id": "x", "smoke_after_rollback_ok": True})])
     run.steps(PROMOTED_RUN[8:9]).event("smoke_production", "started")  # killed again
     pending = find_pending_run(journal, "blog")
     assert pending is not None
