@@ -5,16 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from tma_ops.config import Inventory, load_inventory
+from tma_ops.dbs.sqlite import SqliteEngine
 from tma_ops.demo.app import start_server
 from tma_ops.demo.workspace import build_workspace
-from tma_ops.fingerprint import Fingerprint, environment_fingerprint
+from tma_ops.executors.local import LocalExecutor
+from tma_ops.fingerprint import Fingerprint, environment_fingerprint, tree_fingerprint
 from tma_ops.journal import Journal
 
 TEMPLATE = Path(__file__).parents[2] / "inventories" / "demo" / "tma.yaml"
@@ -84,3 +88,26 @@ def leftovers(workspace_root: Path) -> list[str]:
     """Staging dirs or temp files a crashed step could leave behind in the sites."""
     sites = workspace_root / "sites"
     return sorted(str(p.relative_to(sites)) for p in sites.rglob("*") if ".tma-" in p.name)
+
+
+def pre_promotion_snapshot_id(workspace: Workspace, site: str) -> str:
+    events = workspace.journal().events(site=site)
+    done = [e for e in events if e.step == "pre_promotion_snapshot" and e.status == "done"]
+    return str(done[-1].data["snapshot_id"])
+
+
+def unpack_snapshot(workspace: Workspace, site: str, snapshot_id: str, into: Path) -> Fingerprint:
+    """Unpack a stored snapshot with plain zstd + tar semantics; fingerprint what it holds."""
+    parts = workspace.root / "store" / site / "snapshots" / snapshot_id
+    into.mkdir(parents=True)
+    with open(parts / "db.sqlite.zst", "rb") as packed, open(into / "site.sqlite", "wb") as out:
+        zstandard.ZstdDecompressor().copy_stream(packed, out)
+    with open(parts / "files.tar.zst", "rb") as packed:
+        reader = zstandard.ZstdDecompressor().stream_reader(packed)
+        with tarfile.open(fileobj=reader, mode="r|") as archive:
+            archive.extractall(into / "www", filter="tar")
+    local = LocalExecutor()
+    return Fingerprint(
+        tree_fingerprint(local, str(into / "www")),
+        SqliteEngine(str(into / "site.sqlite")).fingerprint(local),
+    )

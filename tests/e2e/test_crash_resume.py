@@ -13,10 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import Workspace, installed_versions, leftovers, make_workspace
+from e2e_support import (
+    Workspace,
+    installed_versions,
+    leftovers,
+    make_workspace,
+    pre_promotion_snapshot_id,
+    unpack_snapshot,
+)
 
 from tma_ops.errors import EXIT_OK, EXIT_ROLLED_BACK
-from tma_ops.fingerprint import Fingerprint
+from tma_ops.executors.local import LocalExecutor
+from tma_ops.fingerprint import Fingerprint, tree_fingerprint
 
 pytestmark = pytest.mark.e2e
 
@@ -86,12 +94,20 @@ def test_killed_cycle_is_finished_by_the_rerun(
     rerun = workspace.cli("cycle", site, "--break-stale-lock")
     assert "resuming run" in rerun.stdout, rerun.stdout + rerun.stderr
 
+    snapshot = unpack_snapshot(
+        workspace, site, pre_promotion_snapshot_id(workspace, site), tmp_path / "unpacked"
+    )
+    after = workspace.fingerprint(site)
+    assert after.database == snapshot.database
     if site == "blog":
         assert rerun.returncode == EXIT_OK, rerun.stdout + rerun.stderr
-        assert workspace.fingerprint(site) == clean_blog_result
+        assert after == clean_blog_result
+        assert tree_fingerprint(LocalExecutor(), str(production / "uploads")) == tree_fingerprint(
+            LocalExecutor(), str(tmp_path / "unpacked" / "www" / "uploads")
+        )
     else:
         assert rerun.returncode == EXIT_ROLLED_BACK, rerun.stdout + rerun.stderr
-        assert workspace.fingerprint(site) == before
+        assert after == before == snapshot
     assert leftovers(workspace.root) == []
     assert workspace.cli("journal", "verify").returncode == EXIT_OK
     statuses = [(e.step, e.status) for e in workspace.journal().events(site=site)]

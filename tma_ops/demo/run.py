@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,5 +118,14 @@ def _print_outcome(
     print("\n== demo outcome")
     for line in lines:
         print(f"  {line}")
-    print(f"\nexplore: tma-ops -i {inventory_file} journal show --site shop")
-    print(f"         tma-ops -i {inventory_file} snapshots list blog")
+    command = _invoked_as()
+    print(f"\nexplore: {command} -i {inventory_file} journal show --site shop")
+    print(f"         {command} -i {inventory_file} snapshots list blog")
+
+
+def _invoked_as() -> str:
+    """How to call tma-ops again: the script path when it is not on PATH (e.g. .venv/bin)."""
+    script = Path(sys.argv[0])
+    if script.name != "tma-ops" or shutil.which("tma-ops") == str(script.resolve()):
+        return "tma-ops"
+    return str(script)
