@@ -10,18 +10,17 @@ live -> .tma-old-<name>, staged -> live. A run that finds the live directory mis
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
 
 from tma_ops import config
 from tma_ops.errors import IntegrityError, StackError, TmaError
-from tma_ops.executors import Executor, iter_chunks
+from tma_ops.executors import Executor
 from tma_ops.stacks import Component, Update
+from tma_ops.streams import HashingReader
 from tma_ops.updates import (
     newest_above,
     parse_archive_name,
@@ -128,19 +127,6 @@ class _Paths:
         return [self.new, self.incoming, self.incoming + ".partial"]
 
 
-class _HashingReader:
-    """Reads a file while hashing it, so the bytes sent are exactly the bytes verified."""
-
-    def __init__(self, source: BinaryIO) -> None:
-        self.source = source
-        self.digest = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self.source.read(size)
-        self.digest.update(chunk)
-        return chunk
-
-
 class ArchiveStack:
     def __init__(self, channel: Path, components_dir: str, version_file: str = "VERSION") -> None:
         self.channel = Path(channel)
@@ -244,9 +230,9 @@ class ArchiveStack:
         except FileNotFoundError as exc:
             raise IntegrityError(f"{changed}: it is gone") from exc
         with handle:
-            reader = _HashingReader(handle)
-            executor.put(incoming, cast(BinaryIO, reader))
-        if reader.digest.hexdigest() != update.sha256:
+            reader = HashingReader(handle)
+            executor.put(incoming, reader)
+        if reader.sha256 != update.sha256:
             raise IntegrityError(changed)
 
     def _check_staged(self, executor: Executor, update: Update, staged: str) -> None:
@@ -273,8 +259,7 @@ def _run_script(executor: Executor, script: str, *args: str, error: str = "") ->
 
 
 def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for chunk in iter_chunks(handle):
-            digest.update(chunk)
-    return digest.hexdigest()
+        reader = HashingReader(handle)
+        reader.drain()
+    return reader.sha256

@@ -13,7 +13,7 @@ from typing import BinaryIO, ClassVar
 
 from tma_ops.errors import StoreError
 from tma_ops.stores import ObjectInfo
-from tma_ops.stores.file import (
+from tma_ops.stores.common import (
     Clock,
     active_lock,
     aware_utc,
