@@ -12,136 +12,53 @@ import os
 import re
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
-from urllib.parse import urlsplit
+from typing import Any, NoReturn
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 
 from tma_ops.errors import InventoryError
 from tma_ops.inventory_errors import describe_validation_error, error_key, first_error, line_of
+from tma_ops.model import (
+    ArchiveStack,
+    Database,
+    Environment,
+    ExecutorSpec,
+    HttpCheck,
+    Retention,
+    ServerDatabase,
+    Site,
+    SqliteDatabase,
+    UpdatePolicy,
+)
 
-Tier = Literal["essentiel", "business", "critique"]
-SemverClass = Literal["patch", "minor", "major"]
+__all__ = [
+    "ArchiveStack",
+    "Database",
+    "Environment",
+    "ExecutorSpec",
+    "HttpCheck",
+    "Inventory",
+    "Retention",
+    "ServerDatabase",
+    "Site",
+    "SqliteDatabase",
+    "UpdatePolicy",
+    "load_inventory",
+]
 SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 TOP_LEVEL_KEYS = ("version", "state_dir", "defaults", "sites")
 LOADER_KEYS = ("name", "source")  # Site fields set by the loader, never written in a file
 
 
-def _relative_path(value: str) -> str:
-    if value.startswith("/") or ".." in Path(value).parts:
-        raise ValueError(f"expected a path relative to root without '..', got {value!r}")
-    return value
-
-
-RelativePath = Annotated[str, AfterValidator(_relative_path)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HttpCheck(Strict):
-    check: Literal["http"] = "http"
-    url: str
-    status: int = Field(200, ge=100, le=599)
-    contains: str | None = None
-    max_latency_ms: int = Field(3000, gt=0)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value
-
-
-class Database(Strict):
-    engine: Literal["sqlite"]
-    path: str
-
-
-class Environment(Strict):
-    executor: str
-    root: str
-    persistent: list[RelativePath] = []
-    database: Database
-    smoke: Annotated[list[HttpCheck], Field(min_length=1)]
-
-    @field_validator("executor")
-    @classmethod
-    def _executor_url(cls, value: str) -> str:
-        if urlsplit(value).scheme != "local":
-            raise ValueError(f"expected an executor URL like local://, got {value!r}")
-        return value
-
-
-class ArchiveStack(Strict):
-    kind: Literal["archive"]
-    channel: str
-    components_dir: str
-    version_file: str = "VERSION"
-
-
-class Retention(Strict):
-    keep_last: int = Field(3, ge=1)
-    keep_daily: int = Field(7, ge=0)
-    keep_weekly: int = Field(4, ge=0)
-    keep_monthly: int = Field(12, ge=0)
-
-
-class UpdatePolicy(Strict):
-    allow: list[SemverClass] = ["patch", "minor", "major"]
-    hold: dict[str, str] = {}
-
-
-class Site(Strict):
-    name: str
-    tier: Tier
-    store: str
-    stack: ArchiveStack
-    environments: dict[Literal["production", "staging"], Environment]
-    retention: Retention = Retention()
-    updates: UpdatePolicy = UpdatePolicy()
-    source: str = ""
-
-    @field_validator("store")
-    @classmethod
-    def _store_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("file", "mem"):
-            raise ValueError(f"expected a store URL like file:///path or mem://name, got {value!r}")
-        return value
-
-    @field_validator("environments")
-    @classmethod
-    def _both_environments(cls, value: dict[str, Environment]) -> dict[str, Environment]:
-        missing = {"production", "staging"} - set(value)
-        if missing:
-            raise ValueError(
-                f"expected both production and staging; missing {', '.join(sorted(missing))}"
-            )
-        return value
-
-    @property
-    def production(self) -> Environment:
-        return self.environments["production"]
-
-    @property
-    def staging(self) -> Environment:
-        return self.environments["staging"]
-
-    def environment(self, name: str) -> Environment:
-        if name not in self.environments:
-            raise InventoryError(f"site {self.name!r} has no environment {name!r}")
-        return self.environments[name]
-
-
 class Inventory(BaseModel):
     sites: dict[str, Site]
     state_dir: Path
     files: list[Path]
+
+    def secrets(self) -> list[str]:
+        return [secret for site in self.sites.values() for secret in site.secrets()]
 
     def site(self, name: str) -> Site:
         if name not in self.sites:
@@ -289,7 +206,7 @@ def _site_of(file: Path, name: Any, body: Any, defaults: dict[str, Any]) -> Site
     try:
         site = Site(name=name, source=str(file), **merged)
     except ValidationError as exc:
-        _raise_site_error(file, name, inherited, first_error(exc))
+        _raise_site_error(file, name, inherited, first_error(exc, Site))
     return _with_resolved_paths(site, file.parent)
 
 
@@ -329,15 +246,9 @@ def _expand_env(file: Path, key: str, value: Any) -> Any:
 
 
 def _with_resolved_paths(site: Site, base: Path) -> Site:
+    """Paths on this machine are taken from the inventory file's directory."""
     environments = {
-        name: env.model_copy(
-            update={
-                "root": str(_resolve(base, env.root)),
-                "database": env.database.model_copy(
-                    update={"path": str(_resolve(base, env.database.path))}
-                ),
-            }
-        )
+        name: _resolved_environment(env, base, f"sites.{site.name}.environments.{name}")
         for name, env in site.environments.items()
     }
     stack = site.stack.model_copy(update={"channel": str(_resolve(base, site.stack.channel))})
@@ -345,6 +256,37 @@ def _with_resolved_paths(site: Site, base: Path) -> Site:
     if store.startswith("file://") and not store.startswith("file:///"):
         store = "file://" + str(_resolve(base, store[len("file://") :]))
     return site.model_copy(update={"environments": environments, "stack": stack, "store": store})
+
+
+def _resolved_environment(env: Environment, base: Path, key: str) -> Environment:
+    executor = env.executor.model_copy(
+        update={
+            name: str(_resolve(base, value))
+            for name in ("identity_file", "known_hosts")
+            if (value := getattr(env.executor, name))
+        }
+    )
+    update: dict[str, Any] = {"executor": executor}
+    database = env.database
+    if executor.scheme == "local":
+        update["root"] = str(_resolve(base, env.root))
+        if isinstance(database, SqliteDatabase):
+            database = database.model_copy(update={"path": str(_resolve(base, database.path))})
+    if isinstance(database, ServerDatabase) and database.password_file:
+        database = _with_password_from_file(database, base, f"{key}.database.password_file")
+    update["database"] = database
+    return env.model_copy(update=update)
+
+
+def _with_password_from_file(database: ServerDatabase, base: Path, key: str) -> ServerDatabase:
+    path = _resolve(base, database.password_file or "")
+    try:
+        password = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise InventoryError(
+            f"{key}: cannot read {path}: {exc.strerror}; expected a file holding the password"
+        ) from exc
+    return database.model_copy(update={"password": password})
 
 
 def _resolve(base: Path, raw: str) -> Path:

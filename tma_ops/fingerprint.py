@@ -49,5 +49,5 @@ def tree_fingerprint(executor: Executor, root: str) -> str:
 def environment_fingerprint(site: Site, env_name: str) -> Fingerprint:
     env = site.environment(env_name)
     executor = open_executor(env.executor)
-    database = open_database(env.database.model_dump())
+    database = open_database(env.database)
     return Fingerprint(tree_fingerprint(executor, env.root), database.fingerprint(executor))

@@ -37,11 +37,61 @@ _BOUND_KINDS = ("greater_than", "greater_than_equal", "less_than", "less_than_eq
 _BOUND_WORDS = {"gt": "greater than", "ge": "of at least", "lt": "less than", "le": "of at most"}
 
 
-def first_error(exc: ValidationError) -> Any:
+def first_error(exc: ValidationError, model: type[BaseModel] | None = None) -> Any:
     """The error to report: an unknown key first (a typo also makes its right key missing)."""
-    errors = exc.errors()
+    errors = [_without_union_tags(e, model) for e in exc.errors()]
     unknown = [e for e in errors if e["type"] == "extra_forbidden" or "[key]" in e["loc"]]
     return (unknown or errors)[0]
+
+
+def _without_union_tags(error: Any, model: type[BaseModel] | None) -> Any:
+    """Drop the tag pydantic adds to locations inside a tagged union (database.sqlite.path ->
+    database.path) and turn an unknown tag into an error on the tag key itself."""
+    loc: list[Any] = []
+    current: Any = model
+    parts = list(error["loc"])
+    while parts:
+        part = parts.pop(0)
+        loc.append(part)
+        current = _step(current, part)
+        if _models_of(current) and parts and not _field_of_union(current, parts[0]):
+            parts.pop(0)
+    error = {**error, "loc": tuple(loc)}
+    if error["type"] == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        error = {
+            **error,
+            "type": "literal_error",
+            "loc": (*loc, str(ctx.get("discriminator", "")).strip("'")),
+            "input": ctx.get("tag"),
+            "ctx": {"expected": ctx.get("expected_tags", "")},
+        }
+    return error
+
+
+def _step(current: Any, part: Any) -> Any:
+    if _is_model(current):
+        field = current.model_fields.get(str(part))
+        return _unwrap(field.annotation) if field else None
+    models = _models_of(current)
+    if models:
+        field = _field_of_union(current, part)
+        return _unwrap(field.annotation) if field else None
+    args = get_args(current)
+    return _unwrap(args[-1]) if args else None
+
+
+def _models_of(annotation: Any) -> list[type[BaseModel]]:
+    if get_origin(annotation) not in (Union, types.UnionType):
+        return []
+    return [a for a in get_args(annotation) if _is_model(a)]
+
+
+def _field_of_union(annotation: Any, name: Any) -> FieldInfo | None:
+    for option in _models_of(annotation):
+        if str(name) in option.model_fields:
+            return option.model_fields[str(name)]
+    return None
 
 
 def error_key(prefix: str, loc: Sequence[Any]) -> str:
@@ -122,8 +172,16 @@ def _phrase(annotation: Any, hidden: Collection[str]) -> str | None:
 
 
 def _field_at(model: Any, loc: Sequence[Any]) -> FieldInfo | None:
-    parent = _model_at(model, loc[:-1]) if loc else None
-    return parent.model_fields.get(str(loc[-1])) if parent else None
+    if not loc:
+        return None
+    parent: Any = model
+    for part in loc[:-1]:
+        if parent is None or part == "[key]":
+            return None
+        parent = _step(parent, part)
+    if _is_model(parent):
+        return parent.model_fields.get(str(loc[-1]))
+    return _field_of_union(parent, loc[-1])
 
 
 def _model_at(model: Any, loc: Sequence[Any]) -> type[BaseModel] | None:
@@ -132,12 +190,7 @@ def _model_at(model: Any, loc: Sequence[Any]) -> type[BaseModel] | None:
     for part in loc:
         if current is None or part == "[key]":
             return None
-        if _is_model(current):
-            field = current.model_fields.get(str(part))
-            current = _unwrap(field.annotation) if field else None
-        else:
-            args = get_args(current)
-            current = _unwrap(args[-1]) if args else None
+        current = _step(current, part)
     return current if _is_model(current) else None
 
 

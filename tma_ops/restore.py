@@ -44,7 +44,7 @@ def restore_snapshot(
         )
     env = site.environment(env_name)
     executor = open_executor(env.executor)
-    database = open_database(env.database.model_dump())
+    database = open_database(env.database)
     if database.name != manifest.database_engine:
         raise SnapshotError(
             f"snapshot {manifest.snapshot_id} holds a {manifest.database_engine} "

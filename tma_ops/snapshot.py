@@ -106,7 +106,7 @@ def create_snapshot(
 ) -> Manifest:
     env = site.environment(env_name)
     executor = open_executor(env.executor)
-    database = open_database(env.database.model_dump())
+    database = open_database(env.database)
     snapshot_id = new_snapshot_id()
     prefix = f"{snapshots_prefix(site.name)}{snapshot_id}/"
     components = {c.name: c.version for c in stack_of(site).inventory(executor, env.root)}

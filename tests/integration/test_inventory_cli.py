@@ -36,14 +36,14 @@ def demo_text(old: str, new: str) -> str:
 
 def bad_executor() -> str:
     document = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
-    document["sites"]["blog"]["environments"]["production"]["executor"] = "ssh://host"
+    document["sites"]["blog"]["environments"]["production"]["executor"] = "ftp://host"
     return yaml.safe_dump(document, sort_keys=False)
 
 
 BAD = [
     pytest.param(
         bad_executor(),
-        "sites.blog.environments.production.executor: expected an executor URL like local://",
+        "sites.blog.environments.production.executor.url: expected an executor URL like local://",
         id="unknown-executor",
     ),
     pytest.param(

@@ -258,10 +258,11 @@ CASES = [
         id="unknown-environment",
     ),
     pytest.param(
-        mutated(setitem(prod, "executor", "ssh://deploy@host")),
+        mutated(setitem(prod, "executor", "ftp://deploy@host")),
         "tma.yaml",
-        f"{P}.executor:",
-        "expected an executor URL like local://, got 'ssh://deploy@host'",
+        f"{P}.executor.url:",
+        "expected an executor URL like local://, ssh://user@host:port or docker://container, "
+        "got 'ftp://deploy@host'",
         id="unknown-executor-scheme",
     ),
     pytest.param(
@@ -350,10 +351,10 @@ CASES = [
         id="typo-in-environment-key",
     ),
     pytest.param(
-        mutated(setitem(database, "engine", "mysql")),
+        mutated(setitem(database, "engine", "oracle")),
         "tma.yaml",
         f"{P}.database.engine:",
-        "expected 'sqlite'; got 'mysql'",
+        "expected one of 'sqlite', 'mysql', 'mariadb', 'postgresql'; got 'oracle'",
         id="database-engine-unsupported",
     ),
     pytest.param(
@@ -487,7 +488,7 @@ def line_containing(text: str, fragment: str) -> int:
     ("old", "new"),
     [
         pytest.param("tier: business", "tier: gold", id="tier"),
-        pytest.param("executor: local://", "executor: ssh://host", id="executor"),
+        pytest.param("executor: local://", "executor: ftp://host", id="executor"),
         pytest.param("database: {engine: sqlite", "databse: {engine: sqlite", id="typo"),
         pytest.param("persistent: [uploads]", "persistent: [../x]", id="persistent"),
         pytest.param('contains: "Contact form"', "status: 999", id="status-in-list"),

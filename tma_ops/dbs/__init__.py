@@ -11,6 +11,7 @@ from typing import BinaryIO, Protocol
 
 from tma_ops.errors import InventoryError
 from tma_ops.executors import Executor
+from tma_ops.model import Database, SqliteDatabase
 from tma_ops.streams import Readable
 
 
@@ -28,15 +29,29 @@ class DatabaseEngine(Protocol):
 
     def discard(self, executor: Executor, token: str) -> None: ...
 
+    def check(self, executor: Executor) -> None:
+        """Raise a clear TmaError when the database cannot be reached or does not exist."""
+        ...
+
     def fingerprint(self, executor: Executor) -> str:
         """A digest of the database content, equal for equal content (used by checks and tests)."""
         ...
 
 
-def open_database(config: dict[str, str]) -> DatabaseEngine:
-    engine = config.get("engine")
-    if engine == "sqlite":
+def open_database(spec: Database) -> DatabaseEngine:
+    if isinstance(spec, SqliteDatabase):
         from tma_ops.dbs.sqlite import SqliteEngine
 
-        return SqliteEngine(config["path"])
-    raise InventoryError(f"database engine {engine!r} is not supported; expected sqlite")
+        return SqliteEngine(spec.path)
+    if spec.engine in ("mysql", "mariadb"):
+        from tma_ops.dbs.mysql import MysqlEngine
+
+        return MysqlEngine(spec)
+    if spec.engine == "postgresql":
+        from tma_ops.dbs.postgresql import PostgresEngine
+
+        return PostgresEngine(spec)
+    raise InventoryError(
+        f"database engine {spec.engine!r} is not supported; expected sqlite, mysql, mariadb "
+        "or postgresql"
+    )

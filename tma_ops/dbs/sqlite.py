@@ -162,11 +162,14 @@ class SqliteEngine:
         self.staging_path = path + ".tma-restore"
         self.commit_timeout = commit_timeout
 
+    def check(self, executor: Executor) -> None:
+        if not executor.exists(self.path):
+            raise ExecutorError(f"{executor.url}: database not found: {self.path}")
+
     @contextmanager
     def dump(self, executor: Executor) -> Iterator[BinaryIO]:
         # Checked up front so that a consumer never stores an empty stream for a missing database.
-        if not executor.exists(self.path):
-            raise ExecutorError(f"{executor.url}: database not found: {self.path}")
+        self.check(executor)
         with executor.stream_out(_argv(executor, _DUMP, self.path)) as stream:
             yield stream
 

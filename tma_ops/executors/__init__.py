@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
-from urllib.parse import urlsplit
 
 from tma_ops.errors import ExecutorError, InventoryError
+from tma_ops.model import ExecutorSpec
 from tma_ops.streams import Readable
 
 
@@ -49,13 +49,26 @@ class Executor(Protocol):
     def exists(self, path: str) -> bool: ...
 
 
-def open_executor(url: str) -> Executor:
-    scheme = urlsplit(url).scheme
-    if scheme == "local":
+def open_executor(spec: ExecutorSpec | str) -> Executor:
+    """The executor for an environment; a plain URL string stands for its default settings."""
+    if isinstance(spec, str):
+        spec = ExecutorSpec(url=spec)
+    if spec.scheme == "local":
         from tma_ops.executors.local import LocalExecutor
 
-        return LocalExecutor(url)
-    raise InventoryError(f"executor {url!r}: unknown scheme {scheme!r}; expected local://")
+        return LocalExecutor(spec.url)
+    if spec.scheme == "ssh":
+        from tma_ops.executors.ssh import SshExecutor
+
+        return SshExecutor(spec)
+    if spec.scheme == "docker":
+        from tma_ops.executors.docker import DockerExecutor
+
+        return DockerExecutor(spec)
+    raise InventoryError(
+        f"executor {spec.url!r}: unknown scheme {spec.scheme!r}; expected local://, ssh:// or "
+        "docker://"
+    )
 
 
 def iter_chunks(stream: Readable, size: int = 1 << 20) -> Iterator[bytes]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tma_ops.config import Site
+from tma_ops.dbs import open_database
 from tma_ops.errors import TmaError
 from tma_ops.executors import Executor, open_executor
 from tma_ops.snapshot import snapshots_prefix, tree_size
@@ -29,9 +30,9 @@ def check_environment(site: Site, env_name: str) -> dict[str, Any]:
     executor = open_executor(env.executor)
     executor.run(["true"], timeout=30)
     where = f"{site.name}/{env_name}"
-    for what, path in (("code root", env.root), ("database", env.database.path)):
-        if not executor.exists(path):
-            raise TmaError(f"{where}: {what} {path} does not exist")
+    if not executor.exists(env.root):
+        raise TmaError(f"{where}: code root {env.root} does not exist")
+    open_database(env.database).check(executor)
     tree = tree_size(executor, env.root) or 0
     free = _free_bytes(executor, str(Path(env.root).parent))
     missing = disk_shortfall(free, tree)

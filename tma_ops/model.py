@@ -1,0 +1,203 @@
+"""The site model: what an inventory may say about a site, its environments and their parts."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tma_ops.errors import InventoryError
+
+Tier = Literal["essentiel", "business", "critique"]
+SemverClass = Literal["patch", "minor", "major"]
+EXECUTOR_SCHEMES = ("local", "ssh", "docker")
+
+
+def _relative_path(value: str) -> str:
+    if value.startswith("/") or ".." in PurePosixPath(value).parts:
+        raise ValueError(f"expected a path relative to root without '..', got {value!r}")
+    return value
+
+
+RelativePath = Annotated[str, AfterValidator(_relative_path)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpCheck(Strict):
+    check: Literal["http"] = "http"
+    url: str
+    status: int = Field(200, ge=100, le=599)
+    contains: str | None = None
+    max_latency_ms: int = Field(3000, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+
+class ExecutorSpec(Strict):
+    """How to reach an environment. In a file, a plain URL string is short for {url: ...}."""
+
+    url: str
+    identity_file: str | None = None  # SSH private key on this machine (else the SSH agent)
+    known_hosts: str | None = None  # host keys to trust (default: ~/.ssh/known_hosts)
+    host_key_policy: Literal["strict", "accept-new", "off"] = "strict"
+    connect_timeout: float = Field(15, gt=0)
+    command_timeout: float = Field(3600, gt=0)
+    sudo: bool = False
+    sudo_password: str | None = None
+    docker_host: str | None = None  # Docker engine URL, e.g. unix:///run/docker.sock
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in EXECUTOR_SCHEMES:
+            raise ValueError(
+                "expected an executor URL like local://, ssh://user@host:port or "
+                f"docker://container, got {value!r}"
+            )
+        if parts.scheme in ("ssh", "docker") and not parts.hostname:
+            raise ValueError(f"expected a host or container name in {value!r}")
+        return value
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme
+
+    def secrets(self) -> list[str]:
+        return [self.sudo_password] if self.sudo_password else []
+
+
+class SqliteDatabase(Strict):
+    engine: Literal["sqlite"]
+    path: str
+
+
+class ServerDatabase(Strict):
+    """A MariaDB/MySQL or PostgreSQL database, reached by its client tools on the environment."""
+
+    engine: Literal["mysql", "mariadb", "postgresql"]
+    name: str
+    user: str | None = None
+    password: str | None = None
+    password_file: str | None = None  # on this machine; read when the engine is opened
+    host: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    socket: str | None = None
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> ServerDatabase:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("expected password or password_file, not both")
+        return self
+
+
+Database = Annotated[SqliteDatabase | ServerDatabase, Field(discriminator="engine")]
+
+
+class Environment(Strict):
+    executor: ExecutorSpec
+    root: str
+    persistent: list[RelativePath] = []
+    database: Database
+    smoke: Annotated[list[HttpCheck], Field(min_length=1)]
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _url_shorthand(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _remote_paths_absolute(self) -> Environment:
+        if self.executor.scheme == "local":
+            return self
+        paths = {"root": self.root}
+        if isinstance(self.database, SqliteDatabase):
+            paths["database.path"] = self.database.path
+        for key, path in paths.items():
+            if not path.startswith("/"):
+                raise ValueError(
+                    f"{key}: expected an absolute path on a {self.executor.scheme}:// "
+                    f"environment, got {path!r}"
+                )
+        return self
+
+
+class ArchiveStack(Strict):
+    kind: Literal["archive"]
+    channel: str
+    components_dir: str
+    version_file: str = "VERSION"
+
+
+class Retention(Strict):
+    keep_last: int = Field(3, ge=1)
+    keep_daily: int = Field(7, ge=0)
+    keep_weekly: int = Field(4, ge=0)
+    keep_monthly: int = Field(12, ge=0)
+
+
+class UpdatePolicy(Strict):
+    allow: list[SemverClass] = ["patch", "minor", "major"]
+    hold: dict[str, str] = {}
+
+
+class Site(Strict):
+    name: str
+    tier: Tier
+    store: str
+    stack: ArchiveStack
+    environments: dict[Literal["production", "staging"], Environment]
+    retention: Retention = Retention()
+    updates: UpdatePolicy = UpdatePolicy()
+    source: str = ""
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("file", "mem"):
+            raise ValueError(f"expected a store URL like file:///path or mem://name, got {value!r}")
+        return value
+
+    @field_validator("environments")
+    @classmethod
+    def _both_environments(cls, value: dict[str, Environment]) -> dict[str, Environment]:
+        missing = {"production", "staging"} - set(value)
+        if missing:
+            raise ValueError(
+                f"expected both production and staging; missing {', '.join(sorted(missing))}"
+            )
+        return value
+
+    @property
+    def production(self) -> Environment:
+        return self.environments["production"]
+
+    @property
+    def staging(self) -> Environment:
+        return self.environments["staging"]
+
+    def environment(self, name: str) -> Environment:
+        if name not in self.environments:
+            raise InventoryError(f"site {self.name!r} has no environment {name!r}")
+        return self.environments[name]
+
+    def secrets(self) -> list[str]:
+        """Every credential the inventory gives for this site, to keep out of any output."""
+        found: list[str] = []
+        for env in self.environments.values():
+            found += env.executor.secrets()
+            password = getattr(env.database, "password", None)
+            if password:
+                found.append(password)
+        return found
