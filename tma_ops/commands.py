@@ -75,8 +75,9 @@ def state_dir(args: argparse.Namespace, inventory: Inventory | None) -> Path:
     return Path(os.environ.get("TMA_OPS_STATE", "~/.local/state/tma-ops")).expanduser()
 
 
-def open_journal(directory: Path) -> Journal:
-    return Journal(directory / JOURNAL_FILE)
+def open_journal(directory: Path, inventory: Inventory | None = None) -> Journal:
+    """The journal, told the inventory's credentials so that it never records them."""
+    return Journal(directory / JOURNAL_FILE, secrets=inventory.secrets() if inventory else ())
 
 
 def progress_for(args: argparse.Namespace) -> TransferProgress:
@@ -99,7 +100,7 @@ def snapshot(args: argparse.Namespace) -> int:
     inventory = open_inventory(args)
     site = inventory.site(args.site)
     store = open_store(site.store)
-    with open_journal(state_dir(args, inventory)) as journal:
+    with open_journal(state_dir(args, inventory), inventory) as journal:
         manifest = manual_snapshot(
             site, args.env, store, journal, state_dir(args, inventory), progress_for(args)
         )
@@ -148,7 +149,7 @@ def restore(args: argparse.Namespace) -> int:
     manifest = resolve_snapshot(store, site.name, args.snapshot)
     if args.to_env == "production" and not args.yes:
         _confirm_production_restore(site, manifest.snapshot_id)
-    with open_journal(state_dir(args, inventory)) as journal:
+    with open_journal(state_dir(args, inventory), inventory) as journal:
         manual_restore(
             site,
             manifest,
@@ -194,7 +195,7 @@ def cycle(args: argparse.Namespace) -> int:
         return _print_plans(args, sites)
     directory = state_dir(args, inventory)
     codes = []
-    with open_journal(directory) as journal:
+    with open_journal(directory, inventory) as journal:
         for site in sites:
             codes.append(_cycle_one(args, site, journal, directory, len(sites) > 1))
     return max(codes)
@@ -279,7 +280,7 @@ def lock_break(args: argparse.Namespace) -> int:
     directory = state_dir(args, inventory)
     owner = SiteLock(directory, site.name).break_stale()
     if owner is not None:
-        with open_journal(directory) as journal:
+        with open_journal(directory, inventory) as journal:
             journal.append(
                 run_id=owner.run_id,
                 site=site.name,

@@ -46,7 +46,7 @@ def run_demo(workspace: Path, *, as_json: bool = False) -> int:
             for name, site in inventory.sites.items()
         }
         summaries: dict[str, RunSummary | str] = {}
-        with Journal(inventory.state_dir / "journal.sqlite") as journal:
+        with Journal(inventory.state_dir / "journal.sqlite", inventory.secrets()) as journal:
             for name, site in sorted(inventory.sites.items()):
                 say(f"\n== cycle {name} ({site.tier})")
                 summaries[name] = _cycle(site, journal, inventory.state_dir, say)
