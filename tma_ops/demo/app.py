@@ -1,19 +1,18 @@
 """The demo CMS: serves every site and environment of a demo workspace over real HTTP.
 
 Routes are `/<site>/<env>/` (homepage) and `/<site>/<env>/contact`. Every request reads the
-environment's SQLite database and executes its plugins afresh from disk, so a refreshed database
-or an updated plugin shows on the very next request, as with a PHP CMS. A plugin that raises
-turns the page into an HTTP 500 and a traceback in `<ws>/sites/<site>/<env>/error.log`.
+environment's database (SQLite or a server, see data.py) and executes its plugins afresh from
+disk, so a refreshed database or an updated plugin shows on the very next request, as with a PHP
+CMS. A plugin that raises turns the page into an HTTP 500 and a traceback in
+`<ws>/sites/<site>/<env>/error.log`.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 import threading
 import traceback
 from collections.abc import Callable
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -21,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from tma_ops.demo.data import DatabaseUnavailable, SiteData, read_site_data
 
 CRITICAL_ERROR = "There has been a critical error on this website."
 DATABASE_ERROR = "Error establishing a database connection"
@@ -44,12 +45,6 @@ class Plugin:
     name: str
     version: str
     render: Render
-
-
-@dataclass(frozen=True)
-class SiteData:
-    options: dict[str, str]
-    posts: list[sqlite3.Row]
 
 
 class DemoServer(ThreadingHTTPServer):
@@ -116,8 +111,8 @@ def respond(workspace: Path, raw_path: str) -> Response:
     if match["page"] is None:
         return Response(301, "", location=path + "/")
     try:
-        data = read_site_data(env_dir / "site.sqlite")
-    except sqlite3.Error as exc:
+        data = read_site_data(env_dir)
+    except DatabaseUnavailable as exc:
         _log_error(env_dir, path, f"database error: {exc}\n")
         return Response(500, _document("Database error", f"<h1>{DATABASE_ERROR}</h1>"))
     try:
@@ -125,18 +120,6 @@ def respond(workspace: Path, raw_path: str) -> Response:
     except Exception as exc:
         _log_error(env_dir, path, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
         return Response(500, _document("Critical error", f"<p>{CRITICAL_ERROR}</p>"))
-
-
-def read_site_data(database: Path) -> SiteData:
-    """Options and posts, read through a fresh read-only connection (fails if the file is gone)."""
-    uri = database.resolve().as_uri() + "?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as connection:
-        connection.row_factory = sqlite3.Row
-        options = {row["name"]: row["value"] for row in connection.execute("SELECT * FROM options")}
-        posts = connection.execute(
-            "SELECT id, title, body, published FROM posts ORDER BY published DESC, id DESC"
-        ).fetchall()
-    return SiteData(options=options, posts=posts)
 
 
 def load_plugins(www: Path) -> list[Plugin]:
@@ -177,7 +160,7 @@ def render_page(env_dir: Path, site: str, env: str, page_path: str, data: SiteDa
     return _document(str(page["title"]), body)
 
 
-def _posts_html(posts: list[sqlite3.Row]) -> str:
+def _posts_html(posts: list[dict[str, Any]]) -> str:
     items = "".join(
         f'<article id="post-{post["id"]}"><h2>{escape(post["title"])}</h2>'
         f"<time>{escape(post['published'] or '')}</time><p>{escape(post['body'] or '')}</p>"
