@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["harness.fixtures", "harness.docker_fixtures"]
+
 TIERS = {"unit", "integration", "e2e"}
 
 

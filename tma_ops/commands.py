@@ -334,6 +334,7 @@ def demo_serve(args: argparse.Namespace) -> int:
 
     serve_forever(
         Path(args.workspace),
+        host=args.host,
         port=args.port,
         on_ready=lambda url: print(f"serving the demo sites at {url}", flush=True),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tma_ops.config import Site
-from tma_ops.dbs import open_database
+from tma_ops.dbs import database_of
 from tma_ops.executors import Executor, open_executor
 
 # Runs on the environment: one line per entry (path, type, mode, content digest or link target),
@@ -48,6 +48,7 @@ def tree_fingerprint(executor: Executor, root: str) -> str:
 
 def environment_fingerprint(site: Site, env_name: str) -> Fingerprint:
     env = site.environment(env_name)
-    executor = open_executor(env.executor)
-    database = open_database(env.database)
-    return Fingerprint(tree_fingerprint(executor, env.root), database.fingerprint(executor))
+    database, db_executor = database_of(env)
+    return Fingerprint(
+        tree_fingerprint(open_executor(env.executor), env.root), database.fingerprint(db_executor)
+    )

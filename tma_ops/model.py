@@ -94,6 +94,14 @@ class ServerDatabase(Strict):
     host: str | None = None
     port: int | None = Field(None, ge=1, le=65535)
     socket: str | None = None
+    # Where the client tools run, when not on the environment itself: a Docker-based site's
+    # database lives in its own container (docker://site-db) beside the files' volume.
+    executor: ExecutorSpec | None = None
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _url_shorthand(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_password_source(self) -> ServerDatabase:
@@ -197,7 +205,7 @@ class Site(Strict):
         found: list[str] = []
         for env in self.environments.values():
             found += env.executor.secrets()
-            password = getattr(env.database, "password", None)
-            if password:
-                found.append(password)
+            if isinstance(env.database, ServerDatabase):
+                found += [env.database.password] if env.database.password else []
+                found += env.database.executor.secrets() if env.database.executor else []
         return found

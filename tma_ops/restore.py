@@ -8,7 +8,7 @@ finishes the job (each phase is idempotent).
 from __future__ import annotations
 
 from tma_ops.config import Site
-from tma_ops.dbs import DatabaseEngine, open_database
+from tma_ops.dbs import DatabaseEngine, database_of
 from tma_ops.errors import SnapshotError
 from tma_ops.executors import Executor, open_executor
 from tma_ops.faults import pause_point
@@ -44,19 +44,19 @@ def restore_snapshot(
         )
     env = site.environment(env_name)
     executor = open_executor(env.executor)
-    database = open_database(env.database)
+    database, db_executor = database_of(env)
     if database.name != manifest.database_engine:
         raise SnapshotError(
             f"snapshot {manifest.snapshot_id} holds a {manifest.database_engine} "
             f"database; {site.name}/{env_name} uses {database.name}"
         )
-    token = _stage_database(database, executor, store, manifest.parts["db"], progress)
+    token = _stage_database(database, db_executor, store, manifest.parts["db"], progress)
     try:
         _stage_files(executor, env.root, store, manifest.parts["files"], progress)
     except BaseException:
-        database.discard(executor, token)
+        database.discard(db_executor, token)
         raise
-    database.commit(executor, token)
+    database.commit(db_executor, token)
     pause_point(f"restore-{env_name}:after-db-commit")
     executor.run(["sh", "-c", SWAP_SCRIPT, "swap", env.root])
 

@@ -22,7 +22,7 @@ from typing import BinaryIO, NoReturn
 import zstandard
 
 from tma_ops.config import Environment, Site
-from tma_ops.dbs import open_database
+from tma_ops.dbs import database_of
 from tma_ops.errors import IntegrityError, ObjectNotFound, SnapshotError
 from tma_ops.executors import Executor, open_executor
 from tma_ops.faults import pause_point
@@ -106,13 +106,13 @@ def create_snapshot(
 ) -> Manifest:
     env = site.environment(env_name)
     executor = open_executor(env.executor)
-    database = open_database(env.database)
+    database, db_executor = database_of(env)
     snapshot_id = new_snapshot_id()
     prefix = f"{snapshots_prefix(site.name)}{snapshot_id}/"
     components = {c.name: c.version for c in stack_of(site).inventory(executor, env.root)}
 
     db_key = f"{prefix}db.{database.extension}.zst"
-    db_part = _upload(store, db_key, lambda: database.dump(executor), progress, None)
+    db_part = _upload(store, db_key, lambda: database.dump(db_executor), progress, None)
     pause_point("snapshot:after-db")
     files_key = f"{prefix}files.tar.zst"
     files_part = _upload(

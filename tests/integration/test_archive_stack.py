@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from tma_ops.ansible import PlaybookContext
 from tma_ops.errors import IntegrityError, StackError
 from tma_ops.executors.local import LocalExecutor
+from tma_ops.model import Environment
 from tma_ops.stacks import Component, Update
 from tma_ops.stacks.archive import ArchiveStack
 
 pytestmark = pytest.mark.integration
 
 PLUGINS = "wp-content/plugins"
+CONTEXT = PlaybookContext(journal=None, run_id="run-1", site="site", step="apply_staging")
 
 
 def write_zip(path: Path, members: dict[str, bytes]) -> Path:
@@ -98,6 +101,17 @@ def update_to(stack: ArchiveStack, executor: LocalExecutor, site: Path, name: st
     return next(u for u in available if u.component == name)
 
 
+def environment(site: Path) -> Environment:
+    return Environment.model_validate(
+        {
+            "executor": "local://",
+            "root": str(site),
+            "database": {"engine": "sqlite", "path": str(site / "site.sqlite")},
+            "smoke": [{"url": "http://127.0.0.1/"}],
+        }
+    )
+
+
 def plugins_dir(site: Path) -> Path:
     return site / PLUGINS
 
@@ -167,7 +181,7 @@ def test_apply_replaces_component(
 ) -> None:
     before = tree(site)
     update = update_to(stack, executor, site, name)
-    stack.apply(executor, str(site), update)
+    stack.apply(environment(site), update, CONTEXT)
 
     after = tree(site)
     live = f"{PLUGINS}/{name}"
@@ -185,10 +199,10 @@ def test_apply_replaces_component(
 
 def test_apply_twice_is_a_no_op(stack: ArchiveStack, executor: LocalExecutor, site: Path) -> None:
     update = update_to(stack, executor, site, "forms")
-    stack.apply(executor, str(site), update)
+    stack.apply(environment(site), update, CONTEXT)
     once = tree(site)
     (stack.channel / update.artifact).unlink()  # not even read when already applied
-    stack.apply(executor, str(site), update)
+    stack.apply(environment(site), update, CONTEXT)
     assert tree(site) == once
 
 
@@ -199,7 +213,7 @@ def test_apply_refuses_tampered_archive(
     before = tree(site)
     write_zip(stack.channel / update.artifact, plugin("forms", "1.2.0", "<?php evil()"))
     with pytest.raises(IntegrityError, match=r"forms-1.2.0.zip changed since it was planned"):
-        stack.apply(executor, str(site), update)
+        stack.apply(environment(site), update, CONTEXT)
     assert tree(site) == before
     assert leftovers(site) == []
 
@@ -210,7 +224,7 @@ def test_apply_refuses_missing_archive(
     update = update_to(stack, executor, site, "forms")
     (stack.channel / update.artifact).unlink()
     with pytest.raises(IntegrityError, match="changed since it was planned: it is gone"):
-        stack.apply(executor, str(site), update)
+        stack.apply(environment(site), update, CONTEXT)
 
 
 @pytest.mark.parametrize(
@@ -232,7 +246,7 @@ def test_apply_refuses_wrong_content(
     update = Update("forms", "1.0.0", "1.2.0", "minor", artifact.name, sha256(artifact))
     before = tree(site)
     with pytest.raises(StackError, match=message):
-        stack.apply(executor, str(site), update)
+        stack.apply(environment(site), update, CONTEXT)
     assert tree(site) == before
     assert leftovers(site) == []
 
@@ -245,7 +259,7 @@ def test_apply_refuses_corrupt_archive(
     update = Update("forms", "1.0.0", "1.2.0", "minor", artifact.name, sha256(artifact))
     before = tree(site)
     with pytest.raises(StackError, match=r"forms-1\.2\.0\.zip"):
-        stack.apply(executor, str(site), update)
+        stack.apply(environment(site), update, CONTEXT)
     assert tree(site) == before
 
 
@@ -287,7 +301,7 @@ def test_apply_refuses_zip_slip(
     update = Update("forms", "1.0.0", "1.2.0", "minor", artifact.name, sha256(artifact))
     before_site, before_tmp = tree(site), sorted(tmp_path.rglob("*"))
     with pytest.raises(StackError, match=message):
-        stack.apply(executor, str(site), update)
+        stack.apply(environment(site), update, CONTEXT)
     assert tree(site) == before_site
     assert sorted(tmp_path.rglob("*")) == before_tmp
     assert not Path("/tmp/tma-evil.php").exists()
@@ -304,7 +318,7 @@ def test_apply_recovers_from_crash_mid_swap(
     (plugins / ".tma-new-forms" / "forms" / "half.php").write_text("partial")
     (plugins / ".tma-incoming-forms.zip.partial").write_bytes(b"trunc")
 
-    stack.apply(executor, str(site), update)
+    stack.apply(environment(site), update, CONTEXT)
 
     after = tree(site)
     assert after[f"{PLUGINS}/forms/VERSION"].startswith(b"1.2.0\n")
@@ -325,7 +339,7 @@ def test_apply_finishes_crash_after_swap(
         (plugins / rel).parent.mkdir(parents=True, exist_ok=True)
         (plugins / rel).write_bytes(data)
 
-    stack.apply(executor, str(site), update)
+    stack.apply(environment(site), update, CONTEXT)
 
     assert (plugins / "forms" / "VERSION").read_text().startswith("1.2.0\n")
     assert leftovers(site) == []
@@ -339,7 +353,7 @@ def test_apply_restores_old_copy_when_new_archive_is_bad(
     update = Update("forms", "1.0.0", "1.2.0", "minor", artifact.name, sha256(artifact))
     (plugins / "forms").rename(plugins / ".tma-old-forms")
     with pytest.raises(StackError, match=r"expected 1\.2\.0"):
-        stack.apply(executor, str(site), update)
+        stack.apply(environment(site), update, CONTEXT)
     assert (plugins / "forms" / "VERSION").read_text().startswith("1.0.0\n")
     assert leftovers(site) == []
 
@@ -350,7 +364,7 @@ def test_apply_requires_installed_component(
     artifact = channel / "forms-1.2.0.zip"
     update = Update("ghost", "1.0", "1.2.0", "minor", "ghost-1.2.0.zip", sha256(artifact))
     with pytest.raises(StackError, match="plugins/ghost: component not installed"):
-        stack.apply(executor, str(site), update)
+        stack.apply(environment(site), update, CONTEXT)
 
 
 def test_apply_rejects_artifact_of_another_component(
@@ -358,4 +372,4 @@ def test_apply_rejects_artifact_of_another_component(
 ) -> None:
     update = Update("seo", "3.1", "1.2.0", "major", "forms-1.2.0.zip", "0" * 64)
     with pytest.raises(StackError, match="not an archive of seo"):
-        stack.apply(executor, str(site), update)
+        stack.apply(environment(site), update, CONTEXT)

@@ -10,8 +10,8 @@ from contextlib import AbstractContextManager
 from typing import BinaryIO, Protocol
 
 from tma_ops.errors import InventoryError
-from tma_ops.executors import Executor
-from tma_ops.model import Database, SqliteDatabase
+from tma_ops.executors import Executor, open_executor
+from tma_ops.model import Database, Environment, ServerDatabase, SqliteDatabase
 from tma_ops.streams import Readable
 
 
@@ -55,3 +55,10 @@ def open_database(spec: Database) -> DatabaseEngine:
         f"database engine {spec.engine!r} is not supported; expected sqlite, mysql, mariadb "
         "or postgresql"
     )
+
+
+def database_of(env: Environment) -> tuple[DatabaseEngine, Executor]:
+    """An environment's database engine and the executor its client tools run through."""
+    spec = env.database
+    where = spec.executor if isinstance(spec, ServerDatabase) and spec.executor else env.executor
+    return open_database(spec), open_executor(where)

@@ -1,7 +1,8 @@
 """Where the demo CMS reads its content: SQLite, or a MariaDB/PostgreSQL server.
 
 An environment directory holds `site.sqlite`, or `database.json` naming a server database
-({"engine": "mysql"|"mariadb"|"postgresql", "name", "user", "password", "host", "port"}), kept
+({"engine": "mysql"|"mariadb"|"postgresql", "name", "user", "password", "host", "port"}, or for
+a MariaDB in a container {"engine", "name", "container", "docker_host"}), kept
 beside `www/` like a site's own settings file, so a refresh of the code never overwrites it.
 Server databases are read with their command-line clients: the demo needs no driver.
 """
@@ -58,13 +59,20 @@ def _sqlite_rows(config: dict[str, Any], sql: str) -> list[dict[str, Any]]:
 
 
 def _mysql_rows(config: dict[str, Any], sql: str) -> list[dict[str, Any]]:
-    options = "[client]\n" + "".join(
-        f"{key}={config[key]}\n" for key in ("user", "password", "host", "port") if config.get(key)
-    )
-    with _private_file(options) as defaults:
-        out = _client(
-            ["mysql", f"--defaults-extra-file={defaults}", "--xml", "-e", sql, config["name"]]
+    if config.get("container"):
+        # A database in a container is read from inside it, as its root (socket auth).
+        docker = ["docker", *(["-H", config["docker_host"]] if config.get("docker_host") else [])]
+        argv = [*docker, "exec", config["container"], "mysql", "--xml", "-e", sql, config["name"]]
+        out = _client(argv)
+    else:
+        options = "[client]\n" + "".join(
+            f"{key}={config[key]}\n"
+            for key in ("user", "password", "host", "port")
+            if config.get(key)
         )
+        with _private_file(options) as defaults:
+            argv = ["mysql", f"--defaults-extra-file={defaults}", "--xml", "-e", sql]
+            out = _client([*argv, config["name"]])
     rows = ElementTree.fromstring(out).findall("row")
     return [{str(f.get("name")): f.text or "" for f in row.findall("field")} for row in rows]
 

@@ -213,7 +213,15 @@ def _prepare_directory(workspace: Path) -> None:
 
 
 def _build_environment(env_dir: Path, site: DemoSite, today: date, cutoff_days: int) -> None:
-    """One environment as it was `cutoff_days` ago: older posts and uploads only."""
+    options, posts = build_environment_files(env_dir, site, today, cutoff_days)
+    _write_database(env_dir / "site.sqlite", options, posts)
+
+
+def build_environment_files(
+    env_dir: Path, site: DemoSite, today: date, cutoff_days: int
+) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
+    """One environment's files as they were `cutoff_days` ago (older posts and uploads only);
+    returns its database content (options, posts) for the caller to store where it belongs."""
     www = env_dir / "www"
     www.mkdir(parents=True)
     (www / "index.php").write_text(
@@ -233,8 +241,26 @@ def _build_environment(env_dir: Path, site: DemoSite, today: date, cutoff_days: 
         for title, body, age in sorted(site.posts, key=lambda post: -post[2])
         if age >= cutoff_days
     ]
-    options = {"site_title": site.title, "tagline": site.tagline}
-    _write_database(env_dir / "site.sqlite", options, posts)
+    return {"site_title": site.title, "tagline": site.tagline}, posts
+
+
+def content_sql(options: dict[str, str], posts: list[tuple[str, str, str]], mysql: bool) -> str:
+    """The demo schema and content as SQL for MariaDB/MySQL (mysql=True) or PostgreSQL."""
+    quote = (
+        (lambda text: "'" + text.replace("\\", "\\\\").replace("'", "''") + "'")
+        if mysql
+        else (lambda text: "'" + text.replace("'", "''") + "'")
+    )
+    lines = [
+        "CREATE TABLE options (name VARCHAR(191) PRIMARY KEY, value TEXT);",
+        "CREATE TABLE posts (id INTEGER PRIMARY KEY, title TEXT, body TEXT, published TEXT);",
+    ]
+    lines += [f"INSERT INTO options VALUES ({quote(k)}, {quote(v)});" for k, v in options.items()]
+    lines += [
+        f"INSERT INTO posts VALUES ({n}, {quote(t)}, {quote(b)}, {quote(p)});"
+        for n, (t, b, p) in enumerate(posts, 1)
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _write_database(path: Path, options: dict[str, str], posts: list[tuple[str, str, str]]) -> None:

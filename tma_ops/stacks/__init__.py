@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tma_ops.executors import Executor
+
+if TYPE_CHECKING:
+    from tma_ops.ansible import PlaybookContext
+    from tma_ops.model import Environment
 
 
 @dataclass(frozen=True)
@@ -34,4 +38,6 @@ class StackDriver(Protocol):
 
     def available(self, installed: list[Component]) -> list[Update]: ...
 
-    def apply(self, executor: Executor, root: str, update: Update) -> None: ...
+    def apply(self, env: Environment, update: Update, playbooks: PlaybookContext) -> object:
+        """Apply one pinned update to env, through the stack's playbook."""
+        ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from tma_ops.ansible import PlaybookContext
 from tma_ops.config import Site
 from tma_ops.executors import open_executor
 from tma_ops.faults import pause_point
@@ -50,11 +51,17 @@ def promote_to_production(ctx: RunContext) -> dict[str, Any]:
 
 def _apply_plan(ctx: RunContext, env_name: str) -> dict[str, Any]:
     env = ctx.site.environment(env_name)
-    executor = open_executor(env.executor)
     stack = stack_of(ctx.site)
+    playbooks = PlaybookContext(
+        journal=ctx.journal,
+        run_id=ctx.run_id,
+        site=ctx.site.name,
+        step="apply_staging" if env_name == "staging" else "promote",
+        secrets=tuple(ctx.site.secrets()),
+    )
     applied = []
     for update in planned_updates(ctx):
-        stack.apply(executor, env.root, update)
+        stack.apply(env, update, playbooks)
         applied.append(update.component)
         ctx.tell(f"{env_name}: applied {update.describe()}")
         pause_point(f"apply-{env_name}:after-{update.component}")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tma_ops.config import Site
-from tma_ops.dbs import open_database
+from tma_ops.dbs import database_of
 from tma_ops.errors import TmaError
 from tma_ops.executors import Executor, open_executor
 from tma_ops.snapshot import snapshots_prefix, tree_size
@@ -32,7 +32,8 @@ def check_environment(site: Site, env_name: str) -> dict[str, Any]:
     where = f"{site.name}/{env_name}"
     if not executor.exists(env.root):
         raise TmaError(f"{where}: code root {env.root} does not exist")
-    open_database(env.database).check(executor)
+    database, db_executor = database_of(env)
+    database.check(db_executor)
     tree = tree_size(executor, env.root) or 0
     free = _free_bytes(executor, str(Path(env.root).parent))
     missing = disk_shortfall(free, tree)

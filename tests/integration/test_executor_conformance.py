@@ -1,8 +1,11 @@
-"""Executor conformance suite.
+"""Executor conformance suite, run here against the local executor and an SSH executor (a
+separate host in a network namespace, see tests/harness).
 
-Every test talks to the environment only through the `Executor` API (paths live in a working
-directory made by the executor itself), so SSH and Docker executors join by adding a factory to
-`EXECUTOR_FACTORIES`.
+Every test talks to the environment only through the `Executor` API, in a working directory the
+executor makes itself (`workdir`). An executor joins either by a factory in `EXECUTOR_FACTORIES`
+(given the pytest request, it returns the executor and a scratch directory on its environment),
+or, as the Docker tests do, by collecting the `Test*` classes and `workdir` of this module in its
+own module next to its own `executor` fixture.
 """
 
 from __future__ import annotations
@@ -12,32 +15,79 @@ import io
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
+from harness.fixtures import ssh_host  # noqa: F401 - until tests/conftest.py registers the plugin
+from harness.sshd import SshServer
 
 from tma_ops.errors import ExecutorError
 from tma_ops.executors import Executor, iter_chunks
 from tma_ops.executors.local import LocalExecutor
+from tma_ops.executors.ssh import SshExecutor
 
 pytestmark = pytest.mark.integration
 
 MIB = 1 << 20
 BIG = 30 * MIB
 MAX_READ = 16 * MIB  # "bounded chunks": no single read of the whole source
+MKDTEMP = """
+import sys, tempfile
+parent = sys.argv[1] if len(sys.argv) > 1 else None
+print(tempfile.mkdtemp(prefix="tma-conformance-", dir=parent))
+"""
 
-EXECUTOR_FACTORIES: list[Callable[[], Executor]] = [LocalExecutor]
+
+@dataclass
+class Target:
+    executor: Executor
+    scratch: str | None  # where the tests make their directories (None: the temporary directory)
 
 
-@pytest.fixture(params=EXECUTOR_FACTORIES, ids=lambda factory: factory.__name__)
-def executor(request: pytest.FixtureRequest) -> Executor:
-    factory: Callable[[], Executor] = request.param
-    return factory()
+def local_target(request: pytest.FixtureRequest) -> Target:
+    return Target(LocalExecutor(), None)
+
+
+def ssh_target(request: pytest.FixtureRequest) -> Target:
+    server: SshServer = request.getfixturevalue("ssh_host")
+    executor = SshExecutor(server.spec())
+    request.addfinalizer(executor.close)
+    scratch = str(server.host.base / "scratch")
+    executor.run(["mkdir", "-p", scratch])
+    return Target(executor, scratch)
+
+
+EXECUTOR_FACTORIES: dict[str, Callable[[pytest.FixtureRequest], Target]] = {
+    "local": local_target,
+    "ssh": ssh_target,
+}
+
+
+@pytest.fixture(params=list(EXECUTOR_FACTORIES))
+def target(request: pytest.FixtureRequest) -> Target:
+    return EXECUTOR_FACTORIES[request.param](request)
 
 
 @pytest.fixture
-def workdir(executor: Executor) -> Iterator[str]:
-    script = "import tempfile; print(tempfile.mkdtemp(prefix='tma-conformance-'))"
-    path = executor.run([executor.python, "-c", script]).out.strip()
+def executor(target: Target) -> Executor:
+    return target.executor
+
+
+@pytest.fixture
+def scratch(target: Target) -> str | None:
+    return target.scratch
+
+
+@pytest.fixture
+def workdir(executor: Executor, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh directory on the environment: under the `scratch` fixture's directory if the
+    module has one (a module reusing these tests may define `executor` alone)."""
+    try:
+        parent = request.getfixturevalue("scratch")
+    except pytest.FixtureLookupError:
+        parent = None
+    argv = [executor.python, "-c", MKDTEMP, *([parent] if parent else [])]
+    path = executor.run(argv).out.strip()
     yield path
     executor.run(["rm", "-rf", path], check=False)
 

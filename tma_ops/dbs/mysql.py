@@ -1,0 +1,328 @@
+"""MariaDB/MySQL engine. Every step runs the client tools (mysqldump, mysql) ON THE ENVIRONMENT
+through the executor, so the same code works locally, over SSH and in Docker.
+
+Credentials never go on a command line nor into an environment listing: each operation writes a
+`[client]` option file into a private directory (`mktemp -d`, mode 0700; the file is chmod 600),
+passes it as the first option (`--defaults-extra-file`) and removes the directory afterwards.
+Error messages are scrubbed of the password.
+
+A dump is one `mysqldump --single-transaction`: a consistent InnoDB snapshot while the site keeps
+writing. `prepare` stages the dump in a private directory and requires mysqldump's completion
+trailer (a cut stream lacks it). `commit` replays it with one `mysql` session that first drops
+every table, view, routine and event of the live database, so the result is exactly the dump.
+MySQL DDL is not transactional: the database is incomplete while that session runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from tma_ops.errors import ExecutorError, IntegrityError, InventoryError, TmaError
+from tma_ops.executors import Executor, Result
+from tma_ops.model import ServerDatabase
+from tma_ops.streams import Readable
+
+_RESTORE_PREFIX = "tma-mysql-restore"
+_STAGED_NAME = "dump.sql"
+_HEADERS = ("-- MySQL dump", "-- MariaDB dump")
+_TRAILER = "-- Dump completed"
+_AUTO_INCREMENT = re.compile(rb" AUTO_INCREMENT=\d+")
+
+# `sh -c` scripts take every path and name as a positional argument, never spliced into code.
+_RESTORE = (
+    'test -r "$3" && test -r "$4" || { echo "staged restore files are missing" >&2; exit 66; }\n'
+    'cat -- "$3" "$4" | mysql --defaults-extra-file="$1" --default-character-set=utf8mb4 '
+    '--batch -- "$2"'
+)
+_RUN_SCRIPT = (
+    'exec mysql --defaults-extra-file="$1" --batch --raw --skip-column-names '
+    '--default-character-set=utf8mb4 -- "$2" < "$3"'
+)
+
+_LIVE_OBJECTS = """
+SELECT IF(TABLE_TYPE = 'VIEW', 'VIEW', 'TABLE'), HEX(TABLE_NAME) FROM information_schema.TABLES
+ WHERE TABLE_SCHEMA = DATABASE()
+UNION ALL SELECT ROUTINE_TYPE, HEX(ROUTINE_NAME) FROM information_schema.ROUTINES
+ WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_TYPE IN ('PROCEDURE', 'FUNCTION')
+UNION ALL SELECT 'EVENT', HEX(EVENT_NAME) FROM information_schema.EVENTS
+ WHERE EVENT_SCHEMA = DATABASE()
+"""
+
+_COLUMNS = """
+SELECT HEX(c.TABLE_NAME), t.TABLE_TYPE, HEX(c.COLUMN_NAME), IFNULL(k.ORDINAL_POSITION, 0)
+FROM information_schema.COLUMNS c
+JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
+LEFT JOIN information_schema.KEY_COLUMN_USAGE k ON k.TABLE_SCHEMA = c.TABLE_SCHEMA
+ AND k.TABLE_NAME = c.TABLE_NAME AND k.COLUMN_NAME = c.COLUMN_NAME AND k.CONSTRAINT_NAME = 'PRIMARY'
+WHERE c.TABLE_SCHEMA = DATABASE() ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION
+"""
+
+_HINTS = (
+    ("ERROR 1045", "access denied: check the user and password"),
+    ("ERROR 1044", "the database does not exist or the user may not use it"),
+    ("ERROR 1049", "the database does not exist"),
+    ("ERROR 2002", "the server is unreachable"),
+    ("ERROR 2003", "the server is unreachable"),
+    ("ERROR 2005", "unknown server host"),
+    ("ERROR 2013", "the server closed the connection"),
+)
+
+
+class MysqlEngine:
+    name = "mysql"
+    extension = "sql"
+
+    def __init__(self, spec: ServerDatabase, *, commit_timeout: float = 3600.0) -> None:
+        self.spec = spec
+        self.database = spec.name
+        self.password = read_password(spec)
+        self.commit_timeout = commit_timeout
+
+    def check(self, executor: Executor) -> None:
+        with self._scrubbed(), self._options(executor) as options:
+            self._check(executor, options)
+
+    @contextmanager
+    def dump(self, executor: Executor) -> Iterator[BinaryIO]:
+        with self._scrubbed(), self._options(executor) as options:
+            self._check(executor, options)  # a clear error rather than an empty stream
+            argv = [
+                "mysqldump",
+                f"--defaults-extra-file={options}",
+                "--single-transaction",
+                "--routines",
+                "--triggers",
+                "--events",
+                "--hex-blob",
+                "--default-character-set=utf8mb4",
+                "--add-drop-table",
+                "--no-tablespaces",  # MySQL 8 would otherwise require the PROCESS privilege
+                "--",
+                self.database,
+            ]
+            with executor.stream_out(argv) as stream:
+                yield stream
+
+    def prepare(self, executor: Executor, source: Readable) -> str:
+        directory = make_private_dir(executor, _RESTORE_PREFIX)
+        staged = f"{directory}/{_STAGED_NAME}"
+        try:
+            executor.put(staged, source)
+            _require_complete_dump(executor, staged)
+        except BaseException:
+            remove_private_dir(executor, directory)
+            raise
+        return staged
+
+    def commit(self, executor: Executor, token: str) -> None:
+        self._check_token(token)
+        with self._scrubbed(), self._options(executor) as options:
+            live = self._query(executor, options, _LIVE_OBJECTS)
+            drops = f"{PurePosixPath(options).parent}/drop.sql"
+            executor.put(drops, io.BytesIO(_drop_script(live)))
+            argv = ["sh", "-c", _RESTORE, "sh", options, self.database, drops, token]
+            result = executor.run(argv, timeout=self.commit_timeout, check=False)
+            if not result.ok:
+                raise ExecutorError(
+                    f"{executor.url}: restore of MySQL/MariaDB database {self.database!r} "
+                    f"failed: {last_line(result.err) or f'exited {result.rc}'}"
+                )
+        self.discard(executor, token)
+
+    def discard(self, executor: Executor, token: str) -> None:
+        self._check_token(token)
+        remove_private_dir(executor, str(PurePosixPath(token).parent))
+
+    def fingerprint(self, executor: Executor) -> str:
+        with self._scrubbed(), self._options(executor) as options:
+            rows = self._query(executor, options, _COLUMNS)
+            script = f"{PurePosixPath(options).parent}/fingerprint.sql"
+            executor.put(script, io.BytesIO(_fingerprint_script(rows)))
+            digest = hashlib.sha256()
+            argv = ["sh", "-c", _RUN_SCRIPT, "sh", options, self.database, script]
+            with executor.stream_out(argv) as stream:
+                for line in iter_lines(stream):
+                    digest.update(_AUTO_INCREMENT.sub(b"", line) + b"\n")
+        return digest.hexdigest()
+
+    @contextmanager
+    def _options(self, executor: Executor) -> Iterator[str]:
+        """A private option file with the credentials; its directory is removed on exit."""
+        directory = make_private_dir(executor, "tma-mysql")
+        try:
+            path = f"{directory}/client.cnf"
+            executor.put(path, io.BytesIO(self._option_text().encode()))
+            executor.run(["chmod", "600", path])
+            yield path
+        finally:
+            remove_private_dir(executor, directory)
+
+    def _option_text(self) -> str:
+        spec = self.spec
+        given: dict[str, str | int | None] = {"user": spec.user, "password": self.password}
+        given |= {"host": spec.host, "port": spec.port, "socket": spec.socket}
+        lines = ["[client]"]
+        lines += [f"{key}={_option_value(str(v))}" for key, v in given.items() if v is not None]
+        lines += ["[mysql]", "connect-timeout=20"]
+        return "\n".join(lines) + "\n"
+
+    def _check(self, executor: Executor, options: str) -> None:
+        self._query(executor, options, "SELECT 1")
+
+    def _query(self, executor: Executor, options: str, sql: str) -> list[list[str]]:
+        argv = [
+            "mysql",
+            f"--defaults-extra-file={options}",
+            "--batch",
+            "--raw",
+            "--skip-column-names",
+            "--default-character-set=utf8mb4",
+            "-e",
+            sql,
+            "--",
+            self.database,
+        ]
+        result = executor.run(argv, timeout=300, check=False)
+        if not result.ok:
+            raise ExecutorError(self._explain(executor, result))
+        return [line.split("\t") for line in result.out.splitlines() if line]
+
+    def _explain(self, executor: Executor, result: Result) -> str:
+        detail = last_line(result.err) or f"exited {result.rc}"
+        hint = next((h for code, h in _HINTS if detail.startswith(code)), "client error")
+        if result.rc == 127:
+            hint = "the mysql client is not installed on the environment"
+        return f"{executor.url}: MySQL/MariaDB database {self.database!r}: {hint} ({detail})"
+
+    @contextmanager
+    def _scrubbed(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            if not self.password or self.password not in str(exc):
+                raise
+            kind = type(exc) if isinstance(exc, TmaError) else ExecutorError
+            raise kind(scrub(str(exc), self.password)) from None
+
+    def _check_token(self, token: str) -> None:
+        path = PurePosixPath(token)
+        if path.name != _STAGED_NAME or not path.parent.name.startswith(_RESTORE_PREFIX + "."):
+            raise ValueError(f"not a restore token of {self.database}: {token!r}")
+
+
+def _require_complete_dump(executor: Executor, staged: str) -> None:
+    head = executor.run(["head", "-c", "1024", staged]).out
+    tail = executor.run(["tail", "-c", "1024", staged]).out.strip().splitlines()
+    if not any(header in head for header in _HEADERS):
+        raise IntegrityError(f"{executor.url}: staged dump {staged} is not a mysqldump file")
+    if not tail or not tail[-1].startswith(_TRAILER):
+        raise IntegrityError(
+            f"{executor.url}: staged dump {staged} is incomplete: it lacks mysqldump's "
+            f"'{_TRAILER}' trailer (cut short?)"
+        )
+
+
+def _drop_script(live: list[list[str]]) -> bytes:
+    names: dict[str, list[str]] = {}
+    for kind, hex_name in live:
+        names.setdefault(kind, []).append(_ident(bytes.fromhex(hex_name).decode()))
+    statements = ["SET FOREIGN_KEY_CHECKS = 0;"]
+    statements += [
+        f"DROP {k} IF EXISTS {', '.join(names[k])};" for k in ("VIEW", "TABLE") if k in names
+    ]
+    for kind in ("PROCEDURE", "FUNCTION", "EVENT"):
+        statements += [f"DROP {kind} IF EXISTS {name};" for name in names.get(kind, [])]
+    return ("\n".join(statements) + "\n").encode()
+
+
+def _fingerprint_script(rows: list[list[str]]) -> bytes:
+    """One read-only snapshot: each table's definition, then a digest of each row in key order."""
+    tables: dict[bytes, tuple[str, list[str], list[tuple[int, str]]]] = {}
+    for hex_table, kind, hex_column, key_position in rows:
+        raw = bytes.fromhex(hex_table)
+        _, columns, key = tables.setdefault(raw, (kind, [], []))
+        column = _ident(bytes.fromhex(hex_column).decode())
+        columns.append(f"QUOTE(CAST({column} AS BINARY))")
+        if int(key_position):
+            key.append((int(key_position), column))
+    lines = [
+        "SET time_zone = '+00:00';",
+        "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ;",
+        "START TRANSACTION WITH CONSISTENT SNAPSHOT;",
+    ]
+    for number, raw in enumerate(sorted(tables)):
+        kind, columns, key = tables[raw]
+        table = _ident(raw.decode())
+        lines += [f"SELECT '#{number}';", f"SHOW CREATE TABLE {table};"]
+        if kind in ("BASE TABLE", "SYSTEM VERSIONED"):
+            order = ", ".join(column for _, column in sorted(key)) or "tma_row"
+            lines.append(
+                f"SELECT SHA2(CONCAT_WS(',', {', '.join(columns)}), 256) AS tma_row "
+                f"FROM {table} ORDER BY {order};"
+            )
+    lines.append("COMMIT;")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _option_value(value: str) -> str:
+    """A double-quoted option-file value; the client unescapes backslash sequences in it."""
+    escapes = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    return '"' + "".join(escapes.get(char, char) for char in value) + '"'
+
+
+def _ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+# Helpers shared with the PostgreSQL engine.
+
+
+def read_password(spec: ServerDatabase) -> str | None:
+    """The password from the inventory, or from `password_file` on this machine."""
+    if spec.password_file is None:
+        return spec.password
+    try:
+        return Path(spec.password_file).read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise InventoryError(
+            f"database {spec.name!r}: cannot read password_file {spec.password_file}: "
+            f"{exc.strerror}"
+        ) from exc
+
+
+def make_private_dir(executor: Executor, prefix: str) -> str:
+    """A fresh directory only its owner may enter (mktemp -d makes it 0700)."""
+    script = 'umask 077 && exec mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXXXXXX"'
+    path = executor.run(["sh", "-c", script, "sh", prefix]).out.strip()
+    if not path.startswith("/") or f"/{prefix}." not in path:
+        raise ExecutorError(f"{executor.url}: mktemp gave an unexpected path: {path!r}")
+    return path
+
+
+def remove_private_dir(executor: Executor, path: str) -> None:
+    executor.run(["rm", "-rf", "--", path], check=False)
+
+
+def scrub(text: str, password: str | None) -> str:
+    return text.replace(password, "***") if password else text
+
+
+def last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def iter_lines(stream: BinaryIO) -> Iterator[bytes]:
+    """The lines of a stream without their newlines, read in bounded chunks."""
+    rest = b""
+    while chunk := stream.read(1 << 20):
+        *complete, rest = (rest + chunk).split(b"\n")
+        yield from complete
+    if rest:
+        yield rest
