@@ -134,6 +134,8 @@ def inventory_for(env: Environment, host_alias: str) -> dict[str, Any]:
     host = builders[spec.scheme](spec)
     if spec.sudo:
         host |= {"ansible_become": True, "ansible_become_method": "sudo"}
+    if spec.python and spec.scheme != "local":
+        host["ansible_python_interpreter"] = spec.python
     return {"all": {"hosts": {host_alias: host}}}
 
 

@@ -169,6 +169,7 @@ def _add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     serve = demo_sub.add_parser(
         "serve", parents=[common], help="serve a demo workspace's sites until interrupted"
     )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8765)
     serve.set_defaults(handler=commands.demo_serve)
 

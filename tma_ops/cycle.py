@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tma_ops.config import Site
-from tma_ops.errors import RollbackFailed, TmaError
+from tma_ops.errors import RollbackFailed, StepFailed, TmaError
 from tma_ops.journal import Event, Journal
 from tma_ops.lock import SiteLock
 from tma_ops.policy import (
@@ -230,8 +230,9 @@ def _finish_failed(ctx: RunContext, step: Step, exc: BaseException) -> RunSummar
         },
     )
     if isinstance(exc, TmaError):
-        raise type(exc)(
-            f"{ctx.site.name}: {step.title} failed: {exc}; production {production}"
+        raise StepFailed(
+            f"{ctx.site.name}: {step.title} failed: {exc}; production {production}",
+            exit_code=exc.exit_code,
         ) from exc
     raise exc
 

@@ -76,3 +76,11 @@ class SmokeFailedRolledBack(TmaError):
 
 class RollbackFailed(TmaError):
     exit_code = EXIT_ROLLBACK_FAILED
+
+
+class StepFailed(TmaError):
+    """A cycle step failed; says what production was left as, keeps the cause's exit code."""
+
+    def __init__(self, message: str, *, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

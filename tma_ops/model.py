@@ -56,6 +56,7 @@ class ExecutorSpec(Strict):
     sudo: bool = False
     sudo_password: str | None = None
     docker_host: str | None = None  # Docker engine URL, e.g. unix:///run/docker.sock
+    python: str | None = None  # interpreter on the environment (default: python3 on its PATH)
 
     @field_validator("url")
     @classmethod

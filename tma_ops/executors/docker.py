@@ -47,7 +47,7 @@ ENGINE_ERRORS = (docker.errors.DockerException, requests.RequestException, OSErr
 class DockerExecutor:
     def __init__(self, spec: ExecutorSpec) -> None:
         self.url = spec.url
-        self.python = "python3"
+        self.python = spec.python or "python3"
         self._name = urlsplit(spec.url).netloc  # not .hostname, which lowercases
         default = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self._host = spec.docker_host or default

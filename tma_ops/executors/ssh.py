@@ -55,7 +55,7 @@ SFTP_SERVERS = "/usr/lib/openssh /usr/libexec/openssh /usr/lib/ssh /usr/libexec"
 class SshExecutor:
     def __init__(self, spec: ExecutorSpec) -> None:
         parts = urlsplit(spec.url)
-        self.url, self.spec, self.python = spec.url, spec, "python3"
+        self.url, self.spec, self.python = spec.url, spec, spec.python or "python3"
         self.host, self.user = parts.hostname or "", parts.username or getpass.getuser()
         try:
             self.port = parts.port or 22
