@@ -150,10 +150,24 @@ def _upload(
 ) -> Part:
     label = key.rsplit("/", 1)[-1]
     with progress.transfer(f"upload {label}", total) as advance, open_source() as source:
-        plain = HashingReader(source, advance)
+        plain = HashingReader(source, _first_chunk_pauses(f"upload:{label}", advance))
         stored = HashingReader(compressing(plain))
         size = store.put(key, stored)
     return Part(key, size, stored.sha256, plain.size, plain.sha256)
+
+
+def _first_chunk_pauses(point: str, advance: Callable[[int], None]) -> Callable[[int], None]:
+    """`advance`, with a pause point once the transfer is under way (for crash tests)."""
+    started = False
+
+    def on_bytes(count: int) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            pause_point(point)
+        advance(count)
+
+    return on_bytes
 
 
 def tree_size(executor: Executor, root: str) -> int | None:

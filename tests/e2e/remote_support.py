@@ -160,15 +160,20 @@ def new_fleet(root: Path) -> RemoteFleet:
 
 
 def add_site(
-    fleet: RemoteFleet, kind: str, engine: str, prod: HostServices, staging: HostServices
+    fleet: RemoteFleet,
+    kind: str,
+    engine: str,
+    prod: HostServices,
+    staging: HostServices,
+    name: str = "",
 ) -> str:
-    """Site `<kind>-<engine>` (kind: blog or shop) on both hosts; returns its name."""
-    name = f"{kind}-{engine}"
+    """Site `name` (default `<kind>-<engine>`; kind: blog or shop) on both hosts."""
+    name = name or f"{kind}-{engine}"
     environments = {}
     for env, services, cutoff in (("production", prod, 0), ("staging", staging, STAGING_AGE_DAYS)):
         env_dir = services.sites_root / name / env
         options, posts = build_environment_files(env_dir, SITES[kind], date.today(), cutoff)
-        database = f"{kind}_{env}"
+        database = f"{name.replace('-', '_')}_{env}"
         _load_database(
             services,
             engine,
@@ -178,7 +183,8 @@ def add_site(
         )
         settings = _database_settings(services, engine, database, fleet.password)
         (env_dir / "database.json").write_text(json.dumps(settings))
-        environments[env] = _environment(services, env_dir, name, env, settings)
+        marker = SITES[kind].title.split(" — ")[0]
+        environments[env] = _environment(services, env_dir, name, env, settings, marker)
     fleet.sites[name] = engine
     _write_inventory(fleet, name, kind, environments)
     return name
@@ -211,7 +217,12 @@ def _database_settings(
 
 
 def _environment(
-    services: HostServices, env_dir: Path, site: str, env: str, settings: dict[str, object]
+    services: HostServices,
+    env_dir: Path,
+    site: str,
+    env: str,
+    settings: dict[str, object],
+    marker: str,
 ) -> dict[str, object]:
     ssh = services.ssh
     url = f"http://{ssh.host.address}:{APP_PORT}/{site}/{env}/"
@@ -230,7 +241,7 @@ def _environment(
         "smoke": [
             {
                 "url": url,
-                "contains": SITES[site.split("-")[0]].title.split(" — ")[0],
+                "contains": marker,
                 "max_latency_ms": 5000,
             }
         ],

@@ -4,42 +4,16 @@ PostgreSQL, updates through Ansible over SSH, smoke tests over HTTP to each host
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import mariadb, postgres
-from harness.sshd import SshServer
-from remote_support import HostServices, RemoteFleet, add_site, new_fleet
+from remote_support import HostServices, RemoteFleet, add_site
 
 from tma_ops.config import load_inventory
 from tma_ops.errors import EXIT_OK, EXIT_ROLLED_BACK
 from tma_ops.fingerprint import Fingerprint, environment_fingerprint
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def hosts(
-    ssh_host: SshServer, ssh_staging_host: SshServer
-) -> Iterator[tuple[HostServices, HostServices]]:
-    missing = mariadb.missing_requirements() or postgres.missing_requirements()
-    if missing:
-        pytest.skip(missing)
-    prod, staging = HostServices(ssh_host), HostServices(ssh_staging_host)
-    try:
-        for services in (prod, staging):
-            services.start_databases()
-            services.start_app()
-        yield prod, staging
-    finally:
-        prod.stop()
-        staging.stop()
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> RemoteFleet:
-    return new_fleet(tmp_path / "controller")
 
 
 def fingerprint(fleet: RemoteFleet, site: str, monkeypatch: pytest.MonkeyPatch) -> Fingerprint:
@@ -58,11 +32,11 @@ def versions(root: Path) -> dict[str, str]:
 @pytest.mark.parametrize("engine", ["mariadb", "postgresql"])
 def test_cycle_on_ssh_hosts_promotes_good_updates_and_rolls_back_a_breaking_one(
     fleet: RemoteFleet,
-    hosts: tuple[HostServices, HostServices],
+    remote_hosts: tuple[HostServices, HostServices],
     engine: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    prod, staging = hosts
+    prod, staging = remote_hosts
     blog = add_site(fleet, "blog", engine, prod, staging)
     shop = add_site(fleet, "shop", engine, prod, staging)
     shop_before = fingerprint(fleet, shop, monkeypatch)

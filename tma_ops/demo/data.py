@@ -25,6 +25,8 @@ from typing import Any
 
 OPTIONS_SQL = "SELECT name, value FROM options"
 POSTS_SQL = "SELECT id, title, body, published FROM posts ORDER BY published DESC, id DESC"
+# UTF-8 whatever the locale: a container's exec has none, and the client then speaks latin1.
+MYSQL_OUTPUT = ("--xml", "--default-character-set=utf8mb4")
 
 
 class DatabaseUnavailable(Exception):
@@ -62,8 +64,8 @@ def _mysql_rows(config: dict[str, Any], sql: str) -> list[dict[str, Any]]:
     if config.get("container"):
         # A database in a container is read from inside it, as its root (socket auth).
         docker = ["docker", *(["-H", config["docker_host"]] if config.get("docker_host") else [])]
-        argv = [*docker, "exec", config["container"], "mysql", "--xml", "-e", sql, config["name"]]
-        out = _client(argv)
+        argv = [*docker, "exec", config["container"], "mysql", *MYSQL_OUTPUT, "-e", sql]
+        out = _client([*argv, config["name"]])
     else:
         options = "[client]\n" + "".join(
             f"{key}={config[key]}\n"
@@ -71,7 +73,7 @@ def _mysql_rows(config: dict[str, Any], sql: str) -> list[dict[str, Any]]:
             if config.get(key)
         )
         with _private_file(options) as defaults:
-            argv = ["mysql", f"--defaults-extra-file={defaults}", "--xml", "-e", sql]
+            argv = ["mysql", f"--defaults-extra-file={defaults}", *MYSQL_OUTPUT, "-e", sql]
             out = _client([*argv, config["name"]])
     rows = ElementTree.fromstring(out).findall("row")
     return [{str(f.get("name")): f.text or "" for f in row.findall("field")} for row in rows]

@@ -47,6 +47,7 @@ CHUNK = 1 << 20
 KEEPALIVE = 15  # seconds of silence before the peer is probed
 DEAD_PEER_MS = 60_000  # data unacknowledged this long: the connection is dead
 ABORT_GRACE = 1.0  # seconds between TERM and KILL
+REFUSED_RETRY_DELAY = 0.5
 UNREAD_LIMIT = 4 * CHUNK  # output left unread at close: drained up to this, else refused
 LOST = (OSError, EOFError, paramiko.SSHException)
 SFTP_SERVERS = "/usr/lib/openssh /usr/libexec/openssh /usr/lib/ssh /usr/libexec"
@@ -483,7 +484,17 @@ def _send(channel: paramiko.Channel, chunk: bytes) -> bool:
 
 
 def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
-    sock = socket.create_connection((host, port), timeout=timeout)
+    """Connect within `timeout`; a refusal is retried meanwhile, since an sshd being restarted
+    (after a dropped connection, a host reboot) refuses connections for a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() + REFUSED_RETRY_DELAY > deadline:
+                raise
+            time.sleep(REFUSED_RETRY_DELAY)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     options = {"TCP_KEEPIDLE": KEEPALIVE, "TCP_KEEPINTVL": KEEPALIVE, "TCP_KEEPCNT": 4}
     for name, value in (options | {"TCP_USER_TIMEOUT": DEAD_PEER_MS}).items():
