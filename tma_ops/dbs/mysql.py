@@ -20,16 +20,22 @@ import io
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import BinaryIO
 
-from tma_ops.errors import ExecutorError, IntegrityError, InventoryError, TmaError
+from tma_ops.dbs.server import (
+    ServerEngine,
+    iter_lines,
+    last_line,
+    make_private_dir,
+    read_password,
+    remove_private_dir,
+)
+from tma_ops.errors import ExecutorError, IntegrityError
 from tma_ops.executors import Executor, Result
 from tma_ops.model import ServerDatabase
 from tma_ops.streams import Readable
 
-_RESTORE_PREFIX = "tma-mysql-restore"
-_STAGED_NAME = "dump.sql"
 _HEADERS = ("-- MySQL dump", "-- MariaDB dump")
 _TRAILER = "-- Dump completed"
 _AUTO_INCREMENT = re.compile(rb" AUTO_INCREMENT=\d+")
@@ -74,9 +80,11 @@ _HINTS = (
 )
 
 
-class MysqlEngine:
+class MysqlEngine(ServerEngine):
     name = "mysql"
     extension = "sql"
+    restore_prefix = "tma-mysql-restore"
+    staged_name = "dump.sql"
 
     def __init__(self, spec: ServerDatabase, *, commit_timeout: float = 3600.0) -> None:
         self.spec = spec
@@ -110,8 +118,8 @@ class MysqlEngine:
                 yield stream
 
     def prepare(self, executor: Executor, source: Readable) -> str:
-        directory = make_private_dir(executor, _RESTORE_PREFIX)
-        staged = f"{directory}/{_STAGED_NAME}"
+        directory = make_private_dir(executor, self.restore_prefix)
+        staged = f"{directory}/{self.staged_name}"
         try:
             executor.put(staged, source)
             _require_complete_dump(executor, staged)
@@ -200,21 +208,6 @@ class MysqlEngine:
             hint = "the mysql client is not installed on the environment"
         return f"{executor.url}: MySQL/MariaDB database {self.database!r}: {hint} ({detail})"
 
-    @contextmanager
-    def _scrubbed(self) -> Iterator[None]:
-        try:
-            yield
-        except Exception as exc:
-            if not self.password or self.password not in str(exc):
-                raise
-            kind = type(exc) if isinstance(exc, TmaError) else ExecutorError
-            raise kind(scrub(str(exc), self.password)) from None
-
-    def _check_token(self, token: str) -> None:
-        path = PurePosixPath(token)
-        if path.name != _STAGED_NAME or not path.parent.name.startswith(_RESTORE_PREFIX + "."):
-            raise ValueError(f"not a restore token of {self.database}: {token!r}")
-
 
 def _require_complete_dump(executor: Executor, staged: str) -> None:
     head = executor.run(["head", "-c", "1024", staged]).out
@@ -278,51 +271,3 @@ def _option_value(value: str) -> str:
 
 def _ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
-
-
-# Helpers shared with the PostgreSQL engine.
-
-
-def read_password(spec: ServerDatabase) -> str | None:
-    """The password from the inventory, or from `password_file` on this machine."""
-    if spec.password_file is None:
-        return spec.password
-    try:
-        return Path(spec.password_file).read_text().rstrip("\r\n")
-    except OSError as exc:
-        raise InventoryError(
-            f"database {spec.name!r}: cannot read password_file {spec.password_file}: "
-            f"{exc.strerror}"
-        ) from exc
-
-
-def make_private_dir(executor: Executor, prefix: str) -> str:
-    """A fresh directory only its owner may enter (mktemp -d makes it 0700)."""
-    script = 'umask 077 && exec mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXXXXXX"'
-    path = executor.run(["sh", "-c", script, "sh", prefix]).out.strip()
-    if not path.startswith("/") or f"/{prefix}." not in path:
-        raise ExecutorError(f"{executor.url}: mktemp gave an unexpected path: {path!r}")
-    return path
-
-
-def remove_private_dir(executor: Executor, path: str) -> None:
-    executor.run(["rm", "-rf", "--", path], check=False)
-
-
-def scrub(text: str, password: str | None) -> str:
-    return text.replace(password, "***") if password else text
-
-
-def last_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[-1] if lines else ""
-
-
-def iter_lines(stream: BinaryIO) -> Iterator[bytes]:
-    """The lines of a stream without their newlines, read in bounded chunks."""
-    rest = b""
-    while chunk := stream.read(1 << 20):
-        *complete, rest = (rest + chunk).split(b"\n")
-        yield from complete
-    if rest:
-        yield rest

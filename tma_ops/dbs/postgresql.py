@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
-from tma_ops.dbs.mysql import (
+from tma_ops.dbs.server import (
+    ServerEngine,
     iter_lines,
     last_line,
     make_private_dir,
@@ -35,13 +36,11 @@ from tma_ops.dbs.mysql import (
     remove_private_dir,
     scrub,
 )
-from tma_ops.errors import ExecutorError, IntegrityError, InventoryError, TmaError
+from tma_ops.errors import ExecutorError, IntegrityError, InventoryError
 from tma_ops.executors import Executor, Result
 from tma_ops.model import ServerDatabase
 from tma_ops.streams import Readable
 
-_RESTORE_PREFIX = "tma-pg-restore"
-_STAGED_NAME = "dump.pgdump"
 _FEED_FAILED = 90
 _PSQL = ["psql", "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1"]
 
@@ -167,9 +166,11 @@ _HINTS = (
 )
 
 
-class PostgresEngine:
+class PostgresEngine(ServerEngine):
     name = "postgresql"
     extension = "pgdump"
+    restore_prefix = "tma-pg-restore"
+    staged_name = "dump.pgdump"
 
     def __init__(self, spec: ServerDatabase, *, commit_timeout: float = 3600.0) -> None:
         self.spec = spec
@@ -194,8 +195,8 @@ class PostgresEngine:
                 yield stream
 
     def prepare(self, executor: Executor, source: Readable) -> str:
-        directory = make_private_dir(executor, _RESTORE_PREFIX)
-        staged = f"{directory}/{_STAGED_NAME}"
+        directory = make_private_dir(executor, self.restore_prefix)
+        staged = f"{directory}/{self.staged_name}"
         try:
             executor.put(staged, source)
             _require_sound_archive(executor, staged)
@@ -296,21 +297,6 @@ class PostgresEngine:
         errors = [line for line in lines if re.search(r"error:|ERROR:|FATAL:", line)]
         detail = (errors or lines or [f"exited {result.rc}"])[0]
         return scrub(detail, self.password)
-
-    @contextmanager
-    def _scrubbed(self) -> Iterator[None]:
-        try:
-            yield
-        except Exception as exc:
-            if not self.password or self.password not in str(exc):
-                raise
-            kind = type(exc) if isinstance(exc, TmaError) else ExecutorError
-            raise kind(scrub(str(exc), self.password)) from None
-
-    def _check_token(self, token: str) -> None:
-        path = PurePosixPath(token)
-        if path.name != _STAGED_NAME or not path.parent.name.startswith(_RESTORE_PREFIX + "."):
-            raise ValueError(f"not a restore token of {self.database}: {token!r}")
 
 
 def _require_sound_archive(executor: Executor, staged: str) -> None:

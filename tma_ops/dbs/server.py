@@ -1,0 +1,83 @@
+"""What the MariaDB/MySQL and PostgreSQL engines share: private credential files on the
+environment, password scrubbing, restore tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from tma_ops.errors import ExecutorError, InventoryError, TmaError
+from tma_ops.executors import Executor
+from tma_ops.model import ServerDatabase
+
+
+class ServerEngine:
+    """Base of the server engines: `password` and `database` set by the subclass."""
+
+    restore_prefix = "tma-restore"
+    staged_name = "dump"
+    password: str | None
+    database: str
+
+    @contextmanager
+    def _scrubbed(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            if not self.password or self.password not in str(exc):
+                raise
+            kind = type(exc) if isinstance(exc, TmaError) else ExecutorError
+            raise kind(scrub(str(exc), self.password)) from None
+
+    def _check_token(self, token: str) -> None:
+        path = PurePosixPath(token)
+        prefix = self.restore_prefix + "."
+        if path.name != self.staged_name or not path.parent.name.startswith(prefix):
+            raise ValueError(f"not a restore token of {self.database}: {token!r}")
+
+
+def read_password(spec: ServerDatabase) -> str | None:
+    """The password from the inventory, or from `password_file` on this machine."""
+    if spec.password_file is None:
+        return spec.password
+    try:
+        return Path(spec.password_file).read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise InventoryError(
+            f"database {spec.name!r}: cannot read password_file {spec.password_file}: "
+            f"{exc.strerror}"
+        ) from exc
+
+
+def make_private_dir(executor: Executor, prefix: str) -> str:
+    """A fresh directory only its owner may enter (mktemp -d makes it 0700)."""
+    script = 'umask 077 && exec mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXXXXXX"'
+    path = executor.run(["sh", "-c", script, "sh", prefix]).out.strip()
+    if not path.startswith("/") or f"/{prefix}." not in path:
+        raise ExecutorError(f"{executor.url}: mktemp gave an unexpected path: {path!r}")
+    return path
+
+
+def remove_private_dir(executor: Executor, path: str) -> None:
+    executor.run(["rm", "-rf", "--", path], check=False)
+
+
+def scrub(text: str, password: str | None) -> str:
+    return text.replace(password, "***") if password else text
+
+
+def last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def iter_lines(stream: BinaryIO) -> Iterator[bytes]:
+    """The lines of a stream without their newlines, read in bounded chunks."""
+    rest = b""
+    while chunk := stream.read(1 << 20):
+        *complete, rest = (rest + chunk).split(b"\n")
+        yield from complete
+    if rest:
+        yield rest
