@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import io
 import logging
 import posixpath
 import shlex
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,18 +36,28 @@ import paramiko
 
 from tma_ops.errors import ExecutorError
 from tma_ops.executors import Result, command_failed, describe_command, iter_chunks
+from tma_ops.executors.ssh_support import (
+    CHUNK,
+    KEEPALIVE,
+    LOST,
+    AcceptNew,
+    ChannelReader,
+    OutputDrain,
+    RejectUnknown,
+    RemoteCommand,
+    UnknownHost,
+    makedirs,
+    open_socket,
+    read_ahead,
+    send_chunk,
+)
 from tma_ops.model import ExecutorSpec
 from tma_ops.streams import Readable
 
 logging.getLogger("paramiko").addHandler(logging.NullHandler())  # no tracebacks on stderr
 
-CHUNK = 1 << 20
-KEEPALIVE = 15  # seconds of silence before the peer is probed
-DEAD_PEER_MS = 60_000  # data unacknowledged this long: the connection is dead
 ABORT_GRACE = 1.0  # seconds between TERM and KILL
-REFUSED_RETRY_DELAY = 0.5
 UNREAD_LIMIT = 4 * CHUNK  # output left unread at close: drained up to this, else refused
-LOST = (OSError, EOFError, paramiko.SSHException)
 SFTP_SERVERS = "/usr/lib/openssh /usr/libexec/openssh /usr/lib/ssh /usr/libexec"
 
 
@@ -82,7 +90,7 @@ class SshExecutor:
     def run(self, argv: list[str], *, timeout: float | None = None, check: bool = True) -> Result:
         limit = self.spec.command_timeout if timeout is None else timeout
         command = self._start(argv, close_stdin=True)
-        out = _Drain(command.channel.recv)
+        out = OutputDrain(command.channel.recv)
         try:
             finished = command.wait(limit, out)
         except BaseException:  # interrupted: the command must not run on unattended
@@ -102,7 +110,7 @@ class SshExecutor:
         command = self._start(argv, close_stdin=True)
         try:
             channel, lost = command.channel, self._lost(f"reading {describe_command(argv)}")
-            reader = _Reader(channel.recv, lambda: not channel.eof_received, lost)
+            reader = ChannelReader(channel.recv, lambda: not channel.eof_received, lost)
             try:
                 yield cast(BinaryIO, reader)
                 finished = reader.skip(UNREAD_LIMIT)
@@ -121,10 +129,10 @@ class SshExecutor:
     def stream_in(self, argv: list[str], source: Readable) -> Result:
         command = self._start(argv)
         try:
-            out = _Drain(command.channel.recv)
+            out = OutputDrain(command.channel.recv)
             try:
                 for chunk in iter_chunks(source):
-                    if not _send(command.channel, chunk):
+                    if not send_chunk(command.channel, chunk):
                         break  # the command stopped reading; its exit status tells why
             except BaseException:
                 self._abort(command)  # before stdin closes: a cut stream must not look complete
@@ -140,7 +148,7 @@ class SshExecutor:
     def put(self, path: str, source: Readable) -> None:
         sftp, partial = self._sftp_client(), f"{path}.partial"
         try:
-            _makedirs(sftp, posixpath.dirname(path))
+            makedirs(sftp, posixpath.dirname(path))
             with sftp.open(partial, "wb") as handle:
                 handle.set_pipelined(True)
                 for chunk in iter_chunks(source):
@@ -157,11 +165,11 @@ class SshExecutor:
     def get(self, path: str) -> Iterator[BinaryIO]:
         try:
             handle = self._sftp_client().open(path, "rb")
-            read = _read_ahead(handle)
+            read = read_ahead(handle)
         except LOST as exc:
             raise self._file_error("reading", path, exc) from exc
         with handle:
-            yield cast(BinaryIO, _Reader(read, lambda: False, self._lost(f"reading {path}")))
+            yield cast(BinaryIO, ChannelReader(read, lambda: False, self._lost(f"reading {path}")))
 
     def exists(self, path: str) -> bool:
         try:
@@ -174,11 +182,11 @@ class SshExecutor:
 
     # -- commands ------------------------------------------------------------------------------
 
-    def _start(self, argv: list[str], close_stdin: bool = False) -> _Command:
+    def _start(self, argv: list[str], close_stdin: bool = False) -> RemoteCommand:
         """argv through the login shell, which first tells its pid (the process group's id)."""
         prefix, stdin = self._sudo()
         command = f"echo $$ >&2; exec {prefix}{shlex.join(argv)}"
-        return _Command(self._open(command, stdin, close_stdin), argv)
+        return RemoteCommand(self._open(command, stdin, close_stdin), argv)
 
     def _open(self, command: str, stdin: bytes = b"", close_stdin: bool = False) -> Any:
         transport = self._transport()
@@ -206,7 +214,7 @@ class SshExecutor:
             return "sudo -n -- ", b""  # a password fed to a NOPASSWD rule would reach the command
         return "sudo -S -k -p '' -- ", password.encode() + b"\n"
 
-    def _exit_status(self, command: _Command) -> int:
+    def _exit_status(self, command: RemoteCommand) -> int:
         channel = command.channel
         channel.status_event.wait()
         command.err.join()
@@ -220,9 +228,9 @@ class SshExecutor:
             raise self._lost(f"running {describe_command(command.argv)}")()
         return -1  # killed by a signal: exit-signal carries no exit code
 
-    def _abort(self, command: _Command) -> None:
+    def _abort(self, command: RemoteCommand) -> None:
         """TERM, then KILL, to the command's process group (through sudo if configured)."""
-        _Drain(command.channel.recv, keep=False)  # a full window would hold back the exit
+        OutputDrain(command.channel.recv, keep=False)  # a full window would hold back the exit
         pid = command.err.pid if command.err.pid_known.wait(ABORT_GRACE) else None
         for name in ("TERM", "KILL"):
             if pid is None or command.channel.status_event.is_set():
@@ -280,7 +288,7 @@ class SshExecutor:
         client, auth, timeout = paramiko.SSHClient(), self._auth(), self.spec.connect_timeout
         self._trust(client)
         try:
-            sock = _open_socket(self.host, self.port, timeout)
+            sock = open_socket(self.host, self.port, timeout)
             timeouts = {f"{kind}timeout": timeout for kind in ("", "banner_", "auth_", "channel_")}
             client.connect(self.host, self.port, username=self.user, sock=sock, **timeouts, **auth)
         except Exception as exc:
@@ -311,7 +319,7 @@ class SshExecutor:
         except OSError as exc:
             raise ExecutorError(f"{self.url}: cannot read known_hosts {path}: {exc}") from exc
         accept = self.spec.host_key_policy == "accept-new"
-        client.set_missing_host_key_policy(_AcceptNew(path) if accept else _RejectUnknown())
+        client.set_missing_host_key_policy(AcceptNew(path) if accept else RejectUnknown())
 
     def _known_hosts(self) -> Path:
         return Path(self.spec.known_hosts or "~/.ssh/known_hosts").expanduser()
@@ -320,7 +328,7 @@ class SshExecutor:
         target, known = f"{self.host}:{self.port}", self._known_hosts()
         key = self.spec.identity_file or "the SSH agent and default keys"
         reasons: list[tuple[type[BaseException], str]] = [
-            (_UnknownHost, f"host key for {self.host} is not in known_hosts {known}; add it "
+            (UnknownHost, f"host key for {self.host} is not in known_hosts {known}; add it "
              f"(ssh-keyscan -p {self.port} {self.host} >> {known}) or set host_key_policy: "
              "accept-new"),
             (paramiko.BadHostKeyException, f"host key for {self.host} does not match known_hosts "
@@ -351,169 +359,3 @@ class SshExecutor:
             return self._lost(f"{doing} {path}")()
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return ExecutorError(f"{self.url}: {doing} {path} failed: {reason}")
-
-
-class _UnknownHost(Exception):
-    pass
-
-
-class _RejectUnknown(paramiko.MissingHostKeyPolicy):
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: Any) -> None:
-        raise _UnknownHost(hostname)
-
-
-class _AcceptNew(paramiko.MissingHostKeyPolicy):
-    """Trust an unknown host on first contact and record its key, like OpenSSH's accept-new."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: Any) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        old = self.path.read_bytes() if self.path.exists() else b""
-        with open(self.path, "ab") as known:
-            separator = b"\n" if old and not old.endswith(b"\n") else b""
-            known.write(separator + f"{hostname} {key.get_name()} {key.get_base64()}\n".encode())
-        client.get_host_keys().add(hostname, key.get_name(), key)
-
-
-class _Drain(threading.Thread):
-    """Reads a channel stream to its end in the background (a full window would stall the
-    command). With `pid_line`, the first line, the pid that `echo $$` wrote, is kept apart."""
-
-    def __init__(self, read: Callable[[int], bytes], keep: bool = True, pid_line: bool = False):
-        super().__init__(daemon=True)
-        self._read, self._keep, self._head = read, keep, b"" if pid_line else None
-        self._chunks: list[bytes] = []
-        self.pid: int | None = None
-        self.pid_known = threading.Event()
-        self.start()
-
-    def run(self) -> None:
-        with contextlib.suppress(*LOST):
-            while chunk := self._read(CHUNK):
-                self._take(chunk)
-        self._chunks[:0] = [self._head] if self._head else []  # no whole first line came
-        self.pid_known.set()
-
-    def _take(self, chunk: bytes) -> None:
-        if self._head is None:
-            self._chunks += [chunk] if self._keep else []
-            return
-        line, newline, rest = (self._head + chunk).partition(b"\n")
-        self._head = None if newline else line
-        if newline:
-            self.pid = int(line) if line.isdigit() else None
-            self._chunks.append(rest if self.pid else line + newline + rest)
-            self.pid_known.set()
-
-    def text(self) -> str:
-        return b"".join(self._chunks).decode("utf-8", errors="replace")
-
-
-class _Command:
-    """A started command: its channel, and its stderr read in the background."""
-
-    def __init__(self, channel: paramiko.Channel, argv: list[str]) -> None:
-        self.channel, self.argv = channel, argv
-        self.err = _Drain(channel.recv_stderr, pid_line=True)
-
-    def wait(self, limit: float, out: _Drain) -> bool:
-        deadline = time.monotonic() + limit
-        if not self.channel.status_event.wait(limit):
-            return False
-        for drain in (out, self.err):
-            drain.join(max(0.0, deadline - time.monotonic()))
-        return not (out.is_alive() or self.err.is_alive())
-
-
-class _Reader(io.RawIOBase):
-    """A binary stream over `read`; an early end (`cut()` true) or a transport error raises the
-    ExecutorError that `lost` makes, never a paramiko exception or a silent truncation."""
-
-    def __init__(self, read: Callable[[int], bytes], cut: Callable[[], bool], lost: Any) -> None:
-        self._read, self._cut, self._lost = read, cut, lost
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            return b"".join(iter(lambda: self.read(CHUNK), b""))
-        try:
-            data = self._read(min(size, 16 * CHUNK))
-        except LOST as exc:
-            raise self._lost() from exc
-        if not data and size and self._cut():
-            raise self._lost()
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def skip(self, limit: int) -> bool:
-        """Read and drop up to `limit` bytes; true if the end came."""
-        while limit > 0 and (data := self.read(CHUNK)):
-            limit -= len(data)
-        return limit > 0 or not self.read(CHUNK)
-
-
-def _read_ahead(handle: paramiko.SFTPFile) -> Callable[[int], bytes]:
-    """Reads of the file as it was when opened, each asking for its 32 KiB blocks at once."""
-    left = handle.stat().st_size
-
-    def read(size: int) -> bytes:
-        nonlocal left
-        if left <= 0:
-            return bytes(handle.read(size))  # grown since it was opened: to its real end
-        data = b"".join(handle.readv([(handle.tell(), min(size, left))]))
-        left = left - len(data) if data else 0
-        return data
-
-    return read
-
-
-def _send(channel: paramiko.Channel, chunk: bytes) -> bool:
-    try:
-        channel.sendall(chunk)
-    except LOST:
-        return False
-    return True
-
-
-def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
-    """Connect within `timeout`; a refusal is retried meanwhile, since an sshd being restarted
-    (after a dropped connection, a host reboot) refuses connections for a moment."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            sock = socket.create_connection((host, port), timeout=timeout)
-            break
-        except ConnectionRefusedError:
-            if time.monotonic() + REFUSED_RETRY_DELAY > deadline:
-                raise
-            time.sleep(REFUSED_RETRY_DELAY)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    options = {"TCP_KEEPIDLE": KEEPALIVE, "TCP_KEEPINTVL": KEEPALIVE, "TCP_KEEPCNT": 4}
-    for name, value in (options | {"TCP_USER_TIMEOUT": DEAD_PEER_MS}).items():
-        if hasattr(socket, name):
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
-    return sock
-
-
-def _makedirs(sftp: paramiko.SFTPClient, directory: str) -> None:
-    missing: list[str] = []
-    while directory not in ("", "/"):
-        try:
-            sftp.stat(directory)
-            break
-        except FileNotFoundError:
-            missing.append(directory)
-            directory = posixpath.dirname(directory)
-    for path in reversed(missing):
-        try:
-            sftp.mkdir(path)
-        except OSError:
-            sftp.stat(path)  # made meanwhile by someone else is fine; otherwise this raises
