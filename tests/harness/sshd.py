@@ -250,7 +250,7 @@ def _launch(host: Host, config: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _wait_listening(server: SshServer, timeout: float = 10) -> None:
+def _wait_listening(server: SshServer, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
