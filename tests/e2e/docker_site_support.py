@@ -140,7 +140,7 @@ class DockerSites:
 def add_site(fleet: RemoteFleet, kind: str, sites: DockerSites) -> str:
     """Site `<kind>-docker` (kind: blog or shop), both environments; returns its name."""
     name = f"{kind}-{ENGINE}"
-    environments = {}
+    environments: dict[str, object] = {}
     for env, cutoff in (("production", 0), ("staging", STAGING_AGE_DAYS)):
         env_dir = sites.sites_root / name / env
         options, posts = build_environment_files(env_dir, SITES[kind], date.today(), cutoff)
@@ -196,12 +196,15 @@ def versions(www: Path) -> dict[str, str]:
     }
 
 
-def files_holding(top: Path, secrets: list[bytes]) -> list[str]:
-    """Files under `top` whose bytes contain a secret."""
+def files_holding(top: Path, secrets: list[bytes], prefix: str = "") -> list[str]:
+    """Files under `top` (or under its entries whose names start with `prefix`) whose bytes
+    contain a secret."""
+    roots = [p for p in top.iterdir() if p.name.startswith(prefix)] if prefix else [top]
     found = []
-    for path in (p for p in top.rglob("*") if p.is_file() and not p.is_symlink()):
-        data = path.read_bytes()
-        found += [str(path) for secret in secrets if secret in data]
+    for root in roots:
+        for path in (p for p in [root, *root.rglob("*")] if p.is_file() and not p.is_symlink()):
+            data = path.read_bytes()
+            found += [str(path) for secret in secrets if secret in data]
     return found
 
 

@@ -93,7 +93,9 @@ def _postgres_rows(config: dict[str, Any], sql: str) -> list[dict[str, Any]]:
 
 def _client(argv: list[str], env: dict[str, str] | None = None) -> str:
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=10, env=env)
+        result = subprocess.run(
+            argv, capture_output=True, encoding="utf-8", errors="replace", timeout=10, env=env
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DatabaseUnavailable(f"{argv[0]}: {exc}") from exc
     if result.returncode != 0:
