@@ -39,6 +39,8 @@ from tma_ops.demo.workspace import (
 APP_PORT = 8080
 DB_USER = "tma_site"
 PASSWORD_VARIABLE = "TMA_E2E_DB_PASSWORD"
+# One per test session: the database account on a host's servers outlives a single test.
+SESSION_PASSWORD = "pw-" + secrets.token_urlsafe(12)
 
 
 @dataclass
@@ -156,7 +158,7 @@ def new_fleet(root: Path) -> RemoteFleet:
         build_component_archive(
             root / "channel", name, version, bundled_plugin_source(name, version), fmt
         )
-    return RemoteFleet(root, "pw-" + secrets.token_urlsafe(12))
+    return RemoteFleet(root, SESSION_PASSWORD)
 
 
 def add_site(
