@@ -34,7 +34,6 @@ from tma_ops.dbs.server import (
 from tma_ops.errors import ExecutorError, IntegrityError
 from tma_ops.executors import Executor, Result
 from tma_ops.model import ServerDatabase
-from tma_ops.streams import Readable
 
 _HEADERS = ("-- MySQL dump", "-- MariaDB dump")
 _TRAILER = "-- Dump completed"
@@ -117,16 +116,8 @@ class MysqlEngine(ServerEngine):
             with executor.stream_out(argv) as stream:
                 yield stream
 
-    def prepare(self, executor: Executor, source: Readable) -> str:
-        directory = make_private_dir(executor, self.restore_prefix)
-        staged = f"{directory}/{self.staged_name}"
-        try:
-            executor.put(staged, source)
-            _require_complete_dump(executor, staged)
-        except BaseException:
-            remove_private_dir(executor, directory)
-            raise
-        return staged
+    def _require_sound_dump(self, executor: Executor, staged: str) -> None:
+        _require_complete_dump(executor, staged)
 
     def commit(self, executor: Executor, token: str) -> None:
         self._check_token(token)
@@ -142,10 +133,6 @@ class MysqlEngine(ServerEngine):
                     f"failed: {last_line(result.err) or f'exited {result.rc}'}"
                 )
         self.discard(executor, token)
-
-    def discard(self, executor: Executor, token: str) -> None:
-        self._check_token(token)
-        remove_private_dir(executor, str(PurePosixPath(token).parent))
 
     def fingerprint(self, executor: Executor) -> str:
         with self._scrubbed(), self._options(executor) as options:

@@ -39,7 +39,6 @@ from tma_ops.dbs.server import (
 from tma_ops.errors import ExecutorError, IntegrityError, InventoryError
 from tma_ops.executors import Executor, Result
 from tma_ops.model import ServerDatabase
-from tma_ops.streams import Readable
 
 _FEED_FAILED = 90
 _PSQL = ["psql", "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1"]
@@ -194,16 +193,8 @@ class PostgresEngine(ServerEngine):
             with executor.stream_out(argv) as stream:
                 yield stream
 
-    def prepare(self, executor: Executor, source: Readable) -> str:
-        directory = make_private_dir(executor, self.restore_prefix)
-        staged = f"{directory}/{self.staged_name}"
-        try:
-            executor.put(staged, source)
-            _require_sound_archive(executor, staged)
-        except BaseException:
-            remove_private_dir(executor, directory)
-            raise
-        return staged
+    def _require_sound_dump(self, executor: Executor, staged: str) -> None:
+        _require_sound_archive(executor, staged)
 
     def commit(self, executor: Executor, token: str) -> None:
         self._check_token(token)
@@ -223,10 +214,6 @@ class PostgresEngine(ServerEngine):
                 f"{self._detail(result)}"
             )
         self.discard(executor, token)
-
-    def discard(self, executor: Executor, token: str) -> None:
-        self._check_token(token)
-        remove_private_dir(executor, str(PurePosixPath(token).parent))
 
     def fingerprint(self, executor: Executor) -> str:
         with self._scrubbed(), self._session(executor) as (directory, env):

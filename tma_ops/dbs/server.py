@@ -11,6 +11,7 @@ from typing import BinaryIO
 from tma_ops.errors import ExecutorError, InventoryError, TmaError
 from tma_ops.executors import Executor
 from tma_ops.model import ServerDatabase
+from tma_ops.streams import Readable
 
 
 class ServerEngine:
@@ -20,6 +21,25 @@ class ServerEngine:
     staged_name = "dump"
     password: str | None
     database: str
+
+    def prepare(self, executor: Executor, source: Readable) -> str:
+        """Stage the dump in a private directory on the environment; refuse a damaged one."""
+        directory = make_private_dir(executor, self.restore_prefix)
+        staged = f"{directory}/{self.staged_name}"
+        try:
+            executor.put(staged, source)
+            self._require_sound_dump(executor, staged)
+        except BaseException:
+            remove_private_dir(executor, directory)
+            raise
+        return staged
+
+    def discard(self, executor: Executor, token: str) -> None:
+        self._check_token(token)
+        remove_private_dir(executor, str(PurePosixPath(token).parent))
+
+    def _require_sound_dump(self, executor: Executor, staged: str) -> None:
+        raise NotImplementedError
 
     @contextmanager
     def _scrubbed(self) -> Iterator[None]:
