@@ -24,8 +24,38 @@ from tma_ops.journal import Journal
 TEMPLATE = Path(__file__).parents[2] / "inventories" / "demo" / "tma.yaml"
 
 
+class CliRunner:
+    """Runs the real `tma-ops` against `inventory_file`, with `env` as the environment."""
+
+    inventory_file: Path
+    cli_timeout = 300
+
+    @property
+    def env(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tma_ops", "-i", str(self.inventory_file), *args],
+            capture_output=True,
+            text=True,
+            env={**self.env, **env},
+            timeout=self.cli_timeout,
+            check=False,
+        )
+
+    def popen(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tma_ops", "-i", str(self.inventory_file), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**self.env, **env},
+        )
+
+
 @dataclass
-class Workspace:
+class Workspace(CliRunner):
     root: Path
     inventory_file: Path
     port: int
@@ -39,25 +69,6 @@ class Workspace:
 
     def fingerprint(self, site: str, env: str = "production") -> Fingerprint:
         return environment_fingerprint(self.inventory().site(site), env)
-
-    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tma_ops", "-i", str(self.inventory_file), *args],
-            capture_output=True,
-            text=True,
-            env={**self.env, **env},
-            timeout=300,
-            check=False,
-        )
-
-    def popen(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tma_ops", "-i", str(self.inventory_file), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**self.env, **env},
-        )
 
     def journal(self) -> Journal:
         return Journal(self.root / "state" / "journal.sqlite")

@@ -22,6 +22,7 @@ from datetime import date
 from pathlib import Path
 
 import yaml
+from e2e_support import CliRunner
 from harness import mariadb, postgres
 from harness.netns import netns_argv
 from harness.sshd import SshServer
@@ -117,12 +118,13 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -
 
 
 @dataclass
-class RemoteFleet:
+class RemoteFleet(CliRunner):
     """The controller's side: inventory, channel, store and state for the remote sites."""
 
     root: Path
     password: str
     sites: dict[str, str] = field(default_factory=dict)  # site name -> engine
+    cli_timeout = 900
 
     @property
     def inventory_file(self) -> Path:
@@ -131,25 +133,6 @@ class RemoteFleet:
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, PASSWORD_VARIABLE: self.password, "TMA_OPS_PAUSE_AT": ""}
-
-    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tma_ops", "-i", str(self.inventory_file), *args],
-            capture_output=True,
-            text=True,
-            env={**self.env, **env},
-            timeout=900,
-            check=False,
-        )
-
-    def popen(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tma_ops", "-i", str(self.inventory_file), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**self.env, **env},
-        )
 
 
 def new_fleet(root: Path) -> RemoteFleet:

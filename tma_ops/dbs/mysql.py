@@ -28,12 +28,10 @@ from tma_ops.dbs.server import (
     iter_lines,
     last_line,
     make_private_dir,
-    read_password,
     remove_private_dir,
 )
 from tma_ops.errors import ExecutorError, IntegrityError
 from tma_ops.executors import Executor, Result
-from tma_ops.model import ServerDatabase
 
 _HEADERS = ("-- MySQL dump", "-- MariaDB dump")
 _TRAILER = "-- Dump completed"
@@ -84,12 +82,6 @@ class MysqlEngine(ServerEngine):
     extension = "sql"
     restore_prefix = "tma-mysql-restore"
     staged_name = "dump.sql"
-
-    def __init__(self, spec: ServerDatabase, *, commit_timeout: float = 3600.0) -> None:
-        self.spec = spec
-        self.database = spec.name
-        self.password = read_password(spec)
-        self.commit_timeout = commit_timeout
 
     def check(self, executor: Executor) -> None:
         with self._scrubbed(), self._options(executor) as options:

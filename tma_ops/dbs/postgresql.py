@@ -32,7 +32,6 @@ from tma_ops.dbs.server import (
     iter_lines,
     last_line,
     make_private_dir,
-    read_password,
     remove_private_dir,
     scrub,
 )
@@ -172,14 +171,11 @@ class PostgresEngine(ServerEngine):
     staged_name = "dump.pgdump"
 
     def __init__(self, spec: ServerDatabase, *, commit_timeout: float = 3600.0) -> None:
-        self.spec = spec
-        self.database = spec.name
-        self.password = read_password(spec)
+        super().__init__(spec, commit_timeout=commit_timeout)
         if self.password is not None and ("\n" in self.password or "\r" in self.password):
             raise InventoryError(
                 f"database {spec.name!r}: a PostgreSQL password cannot contain a line break"
             )
-        self.commit_timeout = commit_timeout
 
     def check(self, executor: Executor) -> None:
         with self._scrubbed(), self._session(executor) as (_, env):

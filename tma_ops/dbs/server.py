@@ -19,8 +19,12 @@ class ServerEngine:
 
     restore_prefix = "tma-restore"
     staged_name = "dump"
-    password: str | None
-    database: str
+
+    def __init__(self, spec: ServerDatabase, *, commit_timeout: float = 3600.0) -> None:
+        self.spec = spec
+        self.database = spec.name
+        self.password = read_password(spec)
+        self.commit_timeout = commit_timeout
 
     def prepare(self, executor: Executor, source: Readable) -> str:
         """Stage the dump in a private directory on the environment; refuse a damaged one."""
