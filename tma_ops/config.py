@@ -20,8 +20,10 @@ from pydantic import BaseModel, ValidationError
 from tma_ops.errors import InventoryError
 from tma_ops.inventory_errors import describe_validation_error, error_key, first_error, line_of
 from tma_ops.model import (
+    AGE_RECIPIENT,
     ArchiveStack,
     Database,
+    Encryption,
     Environment,
     ExecutorSpec,
     HttpCheck,
@@ -29,6 +31,7 @@ from tma_ops.model import (
     ServerDatabase,
     Site,
     SqliteDatabase,
+    StoreSpec,
     UpdatePolicy,
 )
 
@@ -43,6 +46,7 @@ __all__ = [
     "ServerDatabase",
     "Site",
     "SqliteDatabase",
+    "StoreSpec",
     "UpdatePolicy",
     "load_inventory",
 ]
@@ -252,10 +256,51 @@ def _with_resolved_paths(site: Site, base: Path) -> Site:
         for name, env in site.environments.items()
     }
     stack = site.stack.model_copy(update={"channel": str(_resolve(base, site.stack.channel))})
-    store = site.store
-    if store.startswith("file://") and not store.startswith("file:///"):
-        store = "file://" + str(_resolve(base, store[len("file://") :]))
+    store = _resolved_store(site.store, base, f"sites.{site.name}.store")
     return site.model_copy(update={"environments": environments, "stack": stack, "store": store})
+
+
+def _resolved_store(store: StoreSpec, base: Path, key: str) -> StoreSpec:
+    update: dict[str, Any] = {}
+    url = store.url
+    if url.startswith("file://") and not url.startswith("file:///"):
+        update["url"] = "file://" + str(_resolve(base, url[len("file://") :]))
+    if store.ca_bundle:
+        update["ca_bundle"] = str(_resolve(base, store.ca_bundle))
+    if store.secret_access_key_file:
+        path = _resolve(base, store.secret_access_key_file)
+        update["secret_access_key"] = _read_secret(path, f"{key}.secret_access_key_file", "key")
+    if store.encryption is not None:
+        update["encryption"] = _resolved_encryption(store.encryption, base, f"{key}.encryption")
+    return store.model_copy(update=update)
+
+
+def _resolved_encryption(encryption: Encryption, base: Path, key: str) -> Encryption:
+    """Recipients from recipients_file join the inline ones; the identity is only located here."""
+    recipients = list(encryption.recipients)
+    if encryption.recipients_file:
+        path = _resolve(base, encryption.recipients_file)
+        text = _read_secret(path, f"{key}.recipients_file", "recipients, one per line")
+        for number, line in enumerate(text.splitlines(), start=1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if not AGE_RECIPIENT.match(line):
+                raise InventoryError(
+                    f"{path}:{number}: {key}.recipients_file: expected an age public key "
+                    f"(age1...) or an SSH public key, got {line[:40]!r}"
+                )
+            recipients.append(line)
+    identity = encryption.identity_file
+    return encryption.model_copy(
+        update={
+            "recipients": recipients,
+            "recipients_file": str(_resolve(base, encryption.recipients_file))
+            if encryption.recipients_file
+            else None,
+            "identity_file": str(_resolve(base, identity)) if identity else None,
+        }
+    )
 
 
 def _resolved_environment(env: Environment, base: Path, key: str) -> Environment:
@@ -280,13 +325,16 @@ def _resolved_environment(env: Environment, base: Path, key: str) -> Environment
 
 def _with_password_from_file(database: ServerDatabase, base: Path, key: str) -> ServerDatabase:
     path = _resolve(base, database.password_file or "")
+    return database.model_copy(update={"password": _read_secret(path, key, "password")})
+
+
+def _read_secret(path: Path, key: str, holding: str) -> str:
     try:
-        password = path.read_text(encoding="utf-8").strip()
+        return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise InventoryError(
-            f"{key}: cannot read {path}: {exc.strerror}; expected a file holding the password"
+            f"{key}: cannot read {path}: {exc.strerror}; expected a file holding the {holding}"
         ) from exc
-    return database.model_copy(update={"password": password})
 
 
 def _resolve(base: Path, raw: str) -> Path:

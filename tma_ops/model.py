@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -13,6 +14,8 @@ from tma_ops.errors import InventoryError
 Tier = Literal["essentiel", "business", "critique"]
 SemverClass = Literal["patch", "minor", "major"]
 EXECUTOR_SCHEMES = ("local", "ssh", "docker")
+STORE_SCHEMES = ("file", "s3", "mem")
+AGE_RECIPIENT = re.compile(r"^(age1[02-9ac-hj-np-z]{58}|ssh-(ed25519|rsa) [A-Za-z0-9+/=]+( .*)?)$")
 
 
 def _relative_path(value: str) -> str:
@@ -150,10 +153,88 @@ class ArchiveStack(Strict):
 
 
 class Retention(Strict):
+    """restic's meaning: the last N snapshots, plus the newest one of each of the last N days,
+    weeks (ISO), months and years that have snapshots. -1 means every period."""
+
     keep_last: int = Field(3, ge=1)
-    keep_daily: int = Field(7, ge=0)
-    keep_weekly: int = Field(4, ge=0)
-    keep_monthly: int = Field(12, ge=0)
+    keep_daily: int = Field(7, ge=-1)
+    keep_weekly: int = Field(4, ge=-1)
+    keep_monthly: int = Field(12, ge=-1)
+    keep_yearly: int = Field(0, ge=-1)
+
+
+class ObjectLock(Strict):
+    """S3 Object Lock retention set on every object of a snapshot."""
+
+    mode: Literal["governance", "compliance"] = "governance"
+    days: int = Field(30, ge=1)
+
+
+def _age_recipient(value: str) -> str:
+    if not AGE_RECIPIENT.match(value.strip()):
+        raise ValueError(
+            f"expected an age public key (age1...) or an SSH public key, got {value!r}"
+        )
+    return value.strip()
+
+
+AgeRecipient = Annotated[str, AfterValidator(_age_recipient)]
+
+
+class Encryption(Strict):
+    """age encryption of every part: public keys to encrypt, the private key only to restore."""
+
+    recipients: list[AgeRecipient] = []
+    recipients_file: str | None = None  # on this machine: one recipient a line, as `age -R`
+    identity_file: str | None = None  # on this machine: age private key(s), as `age -i`
+
+    @model_validator(mode="after")
+    def _some_recipient(self) -> Encryption:
+        if not self.recipients and not self.recipients_file:
+            raise ValueError("expected recipients or recipients_file (the age public keys)")
+        return self
+
+
+class StoreSpec(Strict):
+    """Where snapshots live. In a file, a plain URL string is short for {url: ...}."""
+
+    url: str
+    endpoint_url: str | None = None  # S3 API endpoint (OVHcloud, Scaleway, MinIO, Garage...)
+    region: str | None = None
+    profile: str | None = None  # a profile of ~/.aws/config and ~/.aws/credentials
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    secret_access_key_file: str | None = None  # on this machine; read when the store is opened
+    ca_bundle: str | None = None  # CA certificates to trust for the endpoint's TLS
+    object_lock: ObjectLock | None = None
+    encryption: Encryption | None = None
+    full_every: int = Field(7, ge=1)  # files: a full snapshot every N, increments in between
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in STORE_SCHEMES:
+            raise ValueError(
+                "expected a store URL like file:///path, s3://bucket/prefix or mem://name, "
+                f"got {value!r}"
+            )
+        if parts.scheme == "s3" and not parts.hostname:
+            raise ValueError(f"expected a bucket name in {value!r} (s3://bucket/prefix)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> StoreSpec:
+        if self.secret_access_key is not None and self.secret_access_key_file is not None:
+            raise ValueError("expected secret_access_key or secret_access_key_file, not both")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme
+
+    def secrets(self) -> list[str]:
+        return [self.secret_access_key] if self.secret_access_key else []
 
 
 class UpdatePolicy(Strict):
@@ -164,19 +245,17 @@ class UpdatePolicy(Strict):
 class Site(Strict):
     name: str
     tier: Tier
-    store: str
+    store: StoreSpec
     stack: ArchiveStack
     environments: dict[Literal["production", "staging"], Environment]
     retention: Retention = Retention()
     updates: UpdatePolicy = UpdatePolicy()
     source: str = ""
 
-    @field_validator("store")
+    @field_validator("store", mode="before")
     @classmethod
-    def _store_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("file", "mem"):
-            raise ValueError(f"expected a store URL like file:///path or mem://name, got {value!r}")
-        return value
+    def _url_shorthand(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
 
     @field_validator("environments")
     @classmethod
@@ -203,7 +282,7 @@ class Site(Strict):
 
     def secrets(self) -> list[str]:
         """Every credential the inventory gives for this site, to keep out of any output."""
-        found: list[str] = []
+        found: list[str] = self.store.secrets()
         for env in self.environments.values():
             found += env.executor.secrets()
             if isinstance(env.database, ServerDatabase):

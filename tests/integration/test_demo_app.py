@@ -210,7 +210,7 @@ def test_inventory_loads_and_points_into_workspace(
     assert set(inventory.sites) == {"blog", "shop"}
     assert inventory.state_dir == root / "state"
     for site in inventory.sites.values():
-        assert site.store == f"file://{root / 'store'}"
+        assert site.store.url == f"file://{root / 'store'}"
         assert Path(site.stack.channel) == root / "channel"
         for name, env in site.environments.items():
             assert Path(env.root) == root / "sites" / site.name / name / "www"

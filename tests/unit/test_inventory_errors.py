@@ -266,17 +266,53 @@ CASES = [
         id="unknown-executor-scheme",
     ),
     pytest.param(
-        mutated(setitem(blog, "store", "s3://bucket")),
+        mutated(setitem(blog, "store", "sftp://backup/x")),
         "tma.yaml",
-        "sites.blog.store:",
-        "expected a store URL like file:///path or mem://name, got 's3://bucket'",
+        "sites.blog.store.url:",
+        "expected a store URL like file:///path, s3://bucket/prefix or mem://name, "
+        "got 'sftp://backup/x'",
         id="store-unknown-scheme",
+    ),
+    pytest.param(
+        mutated(setitem(blog, "store", {"url": "s3:///prefix"})),
+        "tma.yaml",
+        "sites.blog.store.url:",
+        "expected a bucket name in 's3:///prefix' (s3://bucket/prefix)",
+        id="store-s3-without-bucket",
+    ),
+    pytest.param(
+        mutated(
+            setitem(
+                blog,
+                "store",
+                {"url": "s3://b/p", "encryption": {"recipients": ["age1nothing"]}},
+            )
+        ),
+        "tma.yaml",
+        "sites.blog.store.encryption.recipients.0:",
+        "expected an age public key (age1...) or an SSH public key, got 'age1nothing'",
+        id="store-bad-age-recipient",
+    ),
+    pytest.param(
+        mutated(setitem(blog, "store", {"url": "s3://b/p", "encryption": {}})),
+        "tma.yaml",
+        "sites.blog.store.encryption:",
+        "expected recipients or recipients_file (the age public keys)",
+        id="store-encryption-without-recipients",
+    ),
+    pytest.param(
+        mutated(setitem(blog, "store", {"url": "s3://b/p", "object_lock": {"mode": "strict"}})),
+        "tma.yaml",
+        "sites.blog.store.object_lock.mode:",
+        "",
+        id="store-bad-lock-mode",
     ),
     pytest.param(
         mutated(setitem(defaults, "store", "ftp://backup")),
         "tma.yaml",
-        "sites.blog.store (from defaults.store):",
-        "expected a store URL like file:///path or mem://name, got 'ftp://backup'",
+        "sites.blog.store.url (from defaults.store.url):",
+        "expected a store URL like file:///path, s3://bucket/prefix or mem://name, "
+        "got 'ftp://backup'",
         id="store-unknown-scheme-in-defaults",
     ),
     pytest.param(

@@ -1,7 +1,7 @@
 """Store seam: where snapshots live off-site. Keys are '/'-separated, relative to the store root.
 
-Implementations are chosen by URL scheme: `file://` (embedded default) and `mem://` (tests);
-`s3://` plugs in here.
+Implementations are chosen by URL scheme: `file://` (embedded default), `s3://` (any S3 API)
+and `mem://` (tests).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 from tma_ops.errors import InventoryError
+from tma_ops.model import StoreSpec
 from tma_ops.streams import Readable
 
 
@@ -48,8 +49,14 @@ class Store(Protocol):
         ...
 
 
-def open_store(url: str, base_dir: Path | None = None) -> Store:
-    """Open a store by URL. A relative file:// path (file://./store) is taken from base_dir."""
+def open_store(spec: StoreSpec | str, base_dir: Path | None = None) -> Store:
+    """Open a store by its inventory settings or URL.
+
+    A relative file:// path (file://./store) is taken from base_dir.
+    """
+    if isinstance(spec, str):
+        spec = StoreSpec(url=spec)
+    url = spec.url
     scheme = urlsplit(url).scheme
     if scheme == "file":
         from tma_ops.stores.file import FileStore
@@ -59,7 +66,13 @@ def open_store(url: str, base_dir: Path | None = None) -> Store:
         from tma_ops.stores.mem import MemStore
 
         return MemStore.named(url)
-    raise InventoryError(f"store {url!r}: unknown scheme {scheme!r}; expected file:// or mem://")
+    if scheme == "s3":
+        from tma_ops.stores.s3 import S3Store
+
+        return S3Store.open(spec)
+    raise InventoryError(
+        f"store {url!r}: unknown scheme {scheme!r}; expected file://, s3:// or mem://"
+    )
 
 
 def file_url_path(url: str, base_dir: Path | None) -> Path:
