@@ -11,6 +11,7 @@ from tma_ops.config import Site
 from tma_ops.cycle import new_run_id
 from tma_ops.journal import Journal
 from tma_ops.lock import SiteLock
+from tma_ops.parts import Sealing
 from tma_ops.progress import SILENT, TransferProgress
 from tma_ops.restore import restore_snapshot
 from tma_ops.snapshot import Manifest, create_snapshot, verify_snapshot
@@ -53,7 +54,7 @@ def manual_snapshot(
 ) -> Manifest:
     with journaled(journal, state_dir, site, "snapshot", {"environment": env_name}) as report:
         manifest = create_snapshot(site, env_name, store, reason="manual", progress=progress)
-        verify_snapshot(store, manifest, progress)
+        verify_snapshot(store, manifest, progress, Sealing.of(site.store.encryption))
         report({"snapshot_id": manifest.snapshot_id, "stored_bytes": manifest.total_size})
     return manifest
 

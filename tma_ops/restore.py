@@ -12,10 +12,11 @@ from tma_ops.dbs import DatabaseEngine, database_of
 from tma_ops.errors import SnapshotError
 from tma_ops.executors import Executor, open_executor
 from tma_ops.faults import pause_point
+from tma_ops.files_archive import tar_extract
+from tma_ops.parts import Part, Sealing, reading_part
 from tma_ops.progress import SILENT, TransferProgress
-from tma_ops.snapshot import Manifest, Part, check_part_digests, raise_part_failure
+from tma_ops.snapshot import Manifest, chain_of
 from tma_ops.stores import Store
-from tma_ops.streams import HashingReader, decompressing
 
 STAGED_SUFFIX = ".tma-restore"
 REPLACED_SUFFIX = ".tma-replaced"
@@ -50,9 +51,11 @@ def restore_snapshot(
             f"snapshot {manifest.snapshot_id} holds a {manifest.database_engine} "
             f"database; {site.name}/{env_name} uses {database.name}"
         )
-    token = _stage_database(database, db_executor, store, manifest.parts["db"], progress)
+    sealing = Sealing.of(site.store.encryption)
+    chain = chain_of(store, manifest)
+    token = _stage_database(database, db_executor, store, manifest.parts["db"], sealing, progress)
     try:
-        _stage_files(executor, env.root, store, manifest.parts["files"], progress)
+        _stage_files(executor, env.root, store, chain, sealing, progress)
     except BaseException:
         database.discard(db_executor, token)
         raise
@@ -66,50 +69,39 @@ def _stage_database(
     executor: Executor,
     store: Store,
     part: Part,
+    sealing: Sealing,
     progress: TransferProgress,
 ) -> str:
     token: str | None = None
     try:
-        with (
-            progress.transfer("restore database", part.size) as advance,
-            store.get(part.key) as stream,
-        ):
-            stored = HashingReader(stream, advance)
-            plain = HashingReader(decompressing(stored))
-            try:
-                token = database.prepare(executor, plain)
-                plain.drain()
-            except Exception as exc:
-                raise_part_failure(part, stored, exc)
-            stored.drain()
-        check_part_digests(part, stored, plain)
+        with reading_part(store, part, sealing, progress, "restore database") as plain:
+            token = database.prepare(executor, plain)
     except BaseException:
         if token is not None:
             database.discard(executor, token)
         raise
+    assert token is not None
     return token
 
 
 def _stage_files(
-    executor: Executor, root: str, store: Store, part: Part, progress: TransferProgress
+    executor: Executor,
+    root: str,
+    store: Store,
+    chain: list[Manifest],
+    sealing: Sealing,
+    progress: TransferProgress,
 ) -> None:
+    """Extract the chain's archives in order into a staged tree beside root."""
     staged = root + STAGED_SUFFIX
     executor.run(["rm", "-rf", staged])
     executor.run(["mkdir", "-p", staged])
     try:
-        with (
-            progress.transfer("restore files", part.size) as advance,
-            store.get(part.key) as stream,
-        ):
-            stored = HashingReader(stream, advance)
-            plain = HashingReader(decompressing(stored))
-            try:
-                executor.stream_in(["tar", "-C", staged, "--numeric-owner", "-xpf", "-"], plain)
-                plain.drain()
-            except Exception as exc:
-                raise_part_failure(part, stored, exc)
-            stored.drain()
-        check_part_digests(part, stored, plain)
+        for number, link in enumerate(chain, start=1):
+            label = "restore files" if len(chain) == 1 else f"restore files {number}/{len(chain)}"
+            part = link.parts["files"]
+            with reading_part(store, part, sealing, progress, label) as plain:
+                executor.stream_in(tar_extract(staged, link.files_format), plain)
     except BaseException:
         # Whatever stopped the staging (damaged bytes, tar, an interrupt), leave nothing behind.
         executor.run(["rm", "-rf", staged], check=False)

@@ -1,10 +1,12 @@
-"""Snapshots in the open format: db.<ext>.zst + files.tar.zst + manifest.json, streamed to a store.
+"""Snapshots in the open format: a database dump, a files archive and manifest.json.
 
     <site>/snapshots/<id>/manifest.json
-    <site>/snapshots/<id>/db.sqlite.zst
-    <site>/snapshots/<id>/files.tar.zst
+    <site>/snapshots/<id>/db.<ext>.zst[.age]
+    <site>/snapshots/<id>/files.tar.zst[.age]        (full)
+    <site>/snapshots/<id>/files.<n>.tar.zst[.age]    (increment n of a chain)
 
-The manifest is written last: a snapshot without one is incomplete and never listed.
+The manifest is written last: a snapshot without one is incomplete and never listed. It stays in
+clear, so listing and checking stored digests need no private key.
 """
 
 from __future__ import annotations
@@ -12,37 +14,32 @@ from __future__ import annotations
 import io
 import json
 import secrets
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, NoReturn
 
-import zstandard
-
-from tma_ops.config import Environment, Site
+from tma_ops.config import Site
 from tma_ops.dbs import database_of
-from tma_ops.errors import IntegrityError, ObjectNotFound, SnapshotError
+from tma_ops.errors import ObjectNotFound, SnapshotError
 from tma_ops.executors import Executor, open_executor
 from tma_ops.faults import pause_point
+from tma_ops.files_archive import (
+    FULL_FORMAT,
+    INCREMENTAL_FORMAT,
+    FilesPlan,
+    adopt_state,
+    archive_stream,
+    discard_state,
+    plan_files,
+    state_digest,
+    state_path,
+)
+from tma_ops.parts import Part, Sealing, check_stored_bytes, reading_part, upload_part
 from tma_ops.progress import SILENT, TransferProgress
 from tma_ops.stacks.archive import ArchiveStack
 from tma_ops.stores import Store
-from tma_ops.streams import HashingReader, compressing, decompressing
 
 FORMAT_VERSION = 1
-# Leftovers of interrupted updates and restores are never part of a snapshot.
-TAR_EXCLUDES = ["--exclude=.tma-*", "--exclude=*.tma-restore"]
-
-
-@dataclass(frozen=True)
-class Part:
-    key: str
-    size: int
-    sha256: str
-    plain_size: int
-    plain_sha256: str
 
 
 @dataclass(frozen=True)
@@ -56,6 +53,12 @@ class Manifest:
     parts: dict[str, Part]
     reason: str = ""
     parent: str | None = None
+    # Increments only: the snapshots whose files archives come before this one, oldest first.
+    chain: list[str] = field(default_factory=list)
+    level: int = 0
+    files_format: str = FULL_FORMAT
+    files_state_sha256: str | None = None
+    encryption: str | None = None
     format: int = FORMAT_VERSION
     tool: dict[str, str] = field(default_factory=lambda: {"name": "tma-ops"})
 
@@ -70,7 +73,7 @@ class Manifest:
                 raise SnapshotError(f"{key}: unsupported snapshot format {data.get('format')!r}")
             data["parts"] = {name: Part(**part) for name, part in data["parts"].items()}
             return cls(**data)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise SnapshotError(f"{key}: not a valid snapshot manifest ({exc})") from exc
 
     @property
@@ -107,67 +110,64 @@ def create_snapshot(
     env = site.environment(env_name)
     executor = open_executor(env.executor)
     database, db_executor = database_of(env)
+    sealing = Sealing.of(site.store.encryption)
     snapshot_id = new_snapshot_id()
     prefix = f"{snapshots_prefix(site.name)}{snapshot_id}/"
     components = {c.name: c.version for c in stack_of(site).inventory(executor, env.root)}
+    earlier = list_snapshots(store, site.name)
+    plan = plan_files(
+        earlier, env_name, state_digest(executor, state_path(env.root)), site.store.full_every
+    )
 
-    db_key = f"{prefix}db.{database.extension}.zst"
-    db_part = _upload(store, db_key, lambda: database.dump(db_executor), progress, None)
-    pause_point("snapshot:after-db")
-    files_key = f"{prefix}files.tar.zst"
-    files_part = _upload(
+    db_part = upload_part(
         store,
-        files_key,
-        lambda: executor.stream_out(tar_create(env)),
-        progress,
-        tree_size(executor, env.root),
+        sealing.key_for(f"{prefix}db.{database.extension}.zst"),
+        lambda: database.dump(db_executor),
+        sealing=sealing,
+        progress=progress,
+        total=None,
     )
-    manifest = Manifest(
-        site=site.name,
-        environment=env_name,
-        snapshot_id=snapshot_id,
-        # Microseconds: snapshots taken within the same second must still sort in order.
-        created_at=datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
-        database_engine=database.name,
-        components=components,
-        parts={"db": db_part, "files": files_part},
-        reason=reason,
-    )
-    store.put(manifest_key(site.name, snapshot_id), io.BytesIO(manifest.to_json()))
+    pause_point("snapshot:after-db")
+    work_state = f"{state_path(env.root)}.{snapshot_id}"
+    try:
+        files_part = upload_part(
+            store,
+            sealing.key_for(prefix + plan.key_stem),
+            lambda: archive_stream(executor, env.root, plan, work_state),
+            sealing=sealing,
+            progress=progress,
+            total=tree_size(executor, env.root),
+        )
+        manifest = Manifest(
+            site=site.name,
+            environment=env_name,
+            snapshot_id=snapshot_id,
+            # Microseconds: snapshots taken within the same second must still sort in order.
+            created_at=datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            database_engine=database.name,
+            components=components,
+            parts={"db": db_part, "files": files_part},
+            reason=reason,
+            parent=plan.parent,
+            chain=_chain_before(earlier, plan),
+            level=plan.level,
+            files_format=INCREMENTAL_FORMAT,
+            files_state_sha256=state_digest(executor, work_state),
+            encryption="age" if sealing.encrypts else None,
+        )
+        store.put(manifest_key(site.name, snapshot_id), io.BytesIO(manifest.to_json()))
+    except BaseException:
+        discard_state(executor, work_state)
+        raise
+    adopt_state(executor, env.root, work_state)
     return manifest
 
 
-def tar_create(env: Environment) -> list[str]:
-    return ["tar", "-C", env.root, "--numeric-owner", *TAR_EXCLUDES, "-cf", "-", "."]
-
-
-def _upload(
-    store: Store,
-    key: str,
-    open_source: Callable[[], AbstractContextManager[BinaryIO]],
-    progress: TransferProgress,
-    total: int | None,
-) -> Part:
-    label = key.rsplit("/", 1)[-1]
-    with progress.transfer(f"upload {label}", total) as advance, open_source() as source:
-        plain = HashingReader(source, _first_chunk_pauses(f"upload:{label}", advance))
-        stored = HashingReader(compressing(plain))
-        size = store.put(key, stored)
-    return Part(key, size, stored.sha256, plain.size, plain.sha256)
-
-
-def _first_chunk_pauses(point: str, advance: Callable[[int], None]) -> Callable[[int], None]:
-    """`advance`, with a pause point once the transfer is under way (for crash tests)."""
-    started = False
-
-    def on_bytes(count: int) -> None:
-        nonlocal started
-        if not started:
-            started = True
-            pause_point(point)
-        advance(count)
-
-    return on_bytes
+def _chain_before(earlier: list[Manifest], plan: FilesPlan) -> list[str]:
+    if plan.parent is None:
+        return []
+    parent = next(m for m in earlier if m.snapshot_id == plan.parent)
+    return [*parent.chain, plan.parent]
 
 
 def tree_size(executor: Executor, root: str) -> int | None:
@@ -212,55 +212,39 @@ def resolve_snapshot(store: Store, site: str, wanted: str) -> Manifest:
     return matches[0]
 
 
-def verify_snapshot(store: Store, manifest: Manifest, progress: TransferProgress = SILENT) -> None:
-    """Read every stored part back and check both digests (stored and plain bytes)."""
-    for name, part in manifest.parts.items():
-        with (
-            progress.transfer(f"verify {name}", part.size) as advance,
-            store.get(part.key) as stream,
-        ):
-            stored = HashingReader(stream, advance)
-            plain = HashingReader(decompressing(stored))
-            try:
-                plain.drain()
-            except Exception as exc:
-                raise_part_failure(part, stored, exc)
-            stored.drain()
-        check_part_digests(part, stored, plain)
+def verify_snapshot(
+    store: Store,
+    manifest: Manifest,
+    progress: TransferProgress = SILENT,
+    sealing: Sealing | None = None,
+) -> None:
+    """Read every stored part back and check its digests.
 
-
-def check_part_digests(part: Part, stored: HashingReader, plain: HashingReader) -> None:
-    _check_stored_digest(part, stored)
-    if plain.sha256 != part.plain_sha256 or plain.size != part.plain_size:
-        raise IntegrityError(f"{part.key}: content does not match the manifest after decompression")
-
-
-def _check_stored_digest(part: Part, stored: HashingReader) -> None:
-    if stored.sha256 != part.sha256 or stored.size != part.size:
-        raise IntegrityError(
-            f"{part.key}: stored bytes do not match the manifest "
-            f"(sha256 {stored.sha256[:12]}…, expected {part.sha256[:12]}…)"
-        )
-
-
-def raise_part_failure(part: Part, stored: HashingReader, exc: Exception) -> NoReturn:
-    """Re-raise a failure met while decompressing or consuming a part, with its real cause.
-
-    Damaged stored bytes make the decompressor, tar or the database check fail before the
-    digests can be compared; such a failure is reported as an IntegrityError naming the key.
-    A failure of the store itself, or one with intact stored bytes, is raised unchanged.
+    The stored bytes' digest needs no key; the plain bytes' digest is checked too when the parts
+    are in clear or the private key is at hand.
     """
-    try:
-        stored.drain()
-    except Exception:
-        raise exc  # noqa: B904 - the store failed too: the first failure is the one to report
-    try:
-        _check_stored_digest(part, stored)
-    except IntegrityError as mismatch:
-        raise mismatch from exc
-    if isinstance(exc, zstandard.ZstdError):
-        raise IntegrityError(f"{part.key}: cannot be decompressed ({exc})") from exc
-    raise exc
+    sealing = sealing or Sealing()
+    for name, part in manifest.parts.items():
+        label = f"verify {name}"
+        if manifest.encryption and not sealing.identity_file:
+            check_stored_bytes(store, part, progress, label)
+            continue
+        with reading_part(store, part, sealing, progress, label):
+            pass
+
+
+def chain_of(store: Store, manifest: Manifest) -> list[Manifest]:
+    """The manifests whose files archives rebuild this snapshot's tree, oldest first."""
+    chain = []
+    for snapshot_id in manifest.chain:
+        try:
+            chain.append(load_manifest(store, manifest.site, snapshot_id))
+        except SnapshotError as exc:
+            raise SnapshotError(
+                f"snapshot {manifest.snapshot_id} is an increment of {snapshot_id}, which "
+                f"is missing from {store.url}; it cannot be restored"
+            ) from exc
+    return [*chain, manifest]
 
 
 def delete_snapshot(store: Store, manifest: Manifest) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tma_ops.parts import Sealing
 from tma_ops.restore import restore_snapshot
 from tma_ops.retention import snapshots_to_keep
 from tma_ops.snapshot import (
@@ -30,7 +31,7 @@ def snapshot_production(ctx: RunContext) -> dict[str, Any]:
 
 def verify_production_snapshot(ctx: RunContext) -> dict[str, Any]:
     manifest = _manifest_of(ctx, "snapshot")
-    verify_snapshot(ctx.store, manifest, ctx.progress)
+    verify_snapshot(ctx.store, manifest, ctx.progress, Sealing.of(ctx.site.store.encryption))
     ctx.tell(f"stored copy verified (sha256 of {len(manifest.parts)} parts)")
     return {"snapshot_id": manifest.snapshot_id}
 
@@ -57,7 +58,7 @@ def pre_promotion_snapshot(ctx: RunContext) -> dict[str, Any]:
         reason=f"pre-promotion {ctx.run_id}",
         progress=ctx.progress,
     )
-    verify_snapshot(ctx.store, manifest, ctx.progress)
+    verify_snapshot(ctx.store, manifest, ctx.progress, Sealing.of(ctx.site.store.encryption))
     ctx.tell(f"pre-promotion snapshot {manifest.snapshot_id} ({_size(manifest)}, verified)")
     return _describe(manifest)
 

@@ -1,0 +1,175 @@
+"""One snapshot part on its way to and from the store: plain bytes -> zstd -> age -> store.
+
+Every part records the SHA-256 and size of the stored bytes (checkable without any key) and of
+the plain bytes (checked after decryption and decompression), so damage is caught either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, NoReturn
+
+import zstandard
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from tma_ops.encryption import DecryptingReader, EncryptingReader, read_identities
+from tma_ops.errors import IntegrityError, InventoryError
+from tma_ops.faults import pause_point
+from tma_ops.model import Encryption
+from tma_ops.progress import TransferProgress
+from tma_ops.stores import Store
+from tma_ops.streams import HashingReader, Readable, compressing, decompressing
+
+ENCRYPTED_SUFFIX = ".age"
+
+
+@dataclass(frozen=True)
+class Part:
+    key: str
+    size: int
+    sha256: str
+    plain_size: int
+    plain_sha256: str
+
+
+@dataclass(frozen=True)
+class Sealing:
+    """How parts are sealed for a store: age recipients to encrypt to, and where the key is."""
+
+    recipients: tuple[str, ...] = ()
+    identity_file: str | None = None
+
+    @classmethod
+    def of(cls, encryption: Encryption | None) -> Sealing:
+        if encryption is None:
+            return cls()
+        return cls(tuple(encryption.recipients), encryption.identity_file)
+
+    @property
+    def encrypts(self) -> bool:
+        return bool(self.recipients)
+
+    def key_for(self, stem: str) -> str:
+        return stem + ENCRYPTED_SUFFIX if self.encrypts else stem
+
+    def identities(self, what: str) -> list[X25519PrivateKey]:
+        if not self.identity_file:
+            raise InventoryError(
+                f"{what} is encrypted with age; set store.encryption.identity_file to the "
+                "age private key file to read it"
+            )
+        return read_identities(Path(self.identity_file))
+
+
+def upload_part(
+    store: Store,
+    key: str,
+    open_source: Callable[[], AbstractContextManager[BinaryIO]],
+    *,
+    sealing: Sealing,
+    progress: TransferProgress,
+    total: int | None,
+) -> Part:
+    label = key.rsplit("/", 1)[-1]
+    with progress.transfer(f"upload {label}", total) as advance, open_source() as source:
+        plain = HashingReader(source, _first_chunk_pauses(f"upload:{label}", advance))
+        sealed: Readable = compressing(plain)
+        if sealing.encrypts:
+            sealed = EncryptingReader(sealed, sealing.recipients)
+        stored = HashingReader(sealed)
+        size = store.put(key, stored)
+    return Part(key, size, stored.sha256, plain.size, plain.sha256)
+
+
+def _first_chunk_pauses(point: str, advance: Callable[[int], None]) -> Callable[[int], None]:
+    """`advance`, with a pause point once the transfer is under way (for crash tests)."""
+    started = False
+
+    def on_bytes(count: int) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            pause_point(point)
+        advance(count)
+
+    return on_bytes
+
+
+@contextmanager
+def reading_part(
+    store: Store, part: Part, sealing: Sealing, progress: TransferProgress, label: str
+) -> Iterator[HashingReader]:
+    """Yield the plain bytes of a part; on exit, check both digests against the manifest.
+
+    A failure of the consumer (tar, the database client) caused by damaged stored bytes is
+    reported as the IntegrityError naming the part, not as the consumer's own complaint.
+    """
+    identities = sealing.identities(part.key) if is_encrypted(part) else None
+    with ExitStack() as stack:
+        advance = stack.enter_context(progress.transfer(label, part.size))
+        stream = stack.enter_context(store.get(part.key))
+        stored = HashingReader(stream, advance)
+        plain = HashingReader(_unsealed(stored, identities, part.key))
+        try:
+            yield plain
+            plain.drain()
+        except Exception as exc:
+            raise_part_failure(part, stored, exc)
+        stored.drain()
+    check_part_digests(part, stored, plain)
+
+
+def is_encrypted(part: Part) -> bool:
+    return part.key.endswith(ENCRYPTED_SUFFIX)
+
+
+def _unsealed(stored: Readable, identities: list[X25519PrivateKey] | None, name: str) -> BinaryIO:
+    if identities is None:
+        return decompressing(stored)
+    return decompressing(DecryptingReader(stored, identities, name))
+
+
+def check_stored_bytes(store: Store, part: Part, progress: TransferProgress, label: str) -> None:
+    """Read a part back and check the stored bytes' digest: no key needed."""
+    with progress.transfer(label, part.size) as advance, store.get(part.key) as stream:
+        stored = HashingReader(stream, advance)
+        stored.drain()
+    check_stored_digest(part, stored)
+
+
+def check_part_digests(part: Part, stored: HashingReader, plain: HashingReader) -> None:
+    check_stored_digest(part, stored)
+    if plain.sha256 != part.plain_sha256 or plain.size != part.plain_size:
+        raise IntegrityError(f"{part.key}: content does not match the manifest after decompression")
+
+
+def check_stored_digest(part: Part, stored: HashingReader) -> None:
+    if stored.sha256 != part.sha256 or stored.size != part.size:
+        raise IntegrityError(
+            f"{part.key}: stored bytes do not match the manifest "
+            f"(sha256 {stored.sha256[:12]}…, expected {part.sha256[:12]}…; "
+            f"{stored.size} bytes, expected {part.size})"
+        )
+
+
+def raise_part_failure(part: Part, stored: HashingReader, exc: Exception) -> NoReturn:
+    """Re-raise a failure met while decrypting, decompressing or consuming a part.
+
+    Damaged stored bytes make the decryptor, decompressor, tar or the database client fail before
+    the digests can be compared; such a failure is reported as an IntegrityError naming the key.
+    A failure of the store itself, or one with intact stored bytes, is raised unchanged.
+    """
+    try:
+        stored.drain()
+    except Exception:
+        raise exc  # noqa: B904 - the store failed too: the first failure is the one to report
+    try:
+        check_stored_digest(part, stored)
+    except IntegrityError as mismatch:
+        raise mismatch from exc
+    if isinstance(exc, zstandard.ZstdError):
+        raise IntegrityError(f"{part.key}: cannot be decompressed ({exc})") from exc
+    raise exc
