@@ -92,7 +92,7 @@ DAMAGES = {
 def test_damage_is_an_integrity_error_naming_the_part(damage, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     secret, public = keypair()
     sealed = encrypt(os.urandom(3 * PAYLOAD_CHUNK + 5), public)
-    with pytest.raises(IntegrityError, match="^part: "):
+    with pytest.raises(IntegrityError, match=r"^part: "):
         decrypt(damage(sealed), secret, tmp_path)
 
 
