@@ -132,13 +132,20 @@ def snapshots_list(args: argparse.Namespace) -> int:
                 "stored_bytes": m.total_size,
                 "components": m.components,
                 "reason": m.reason,
+                "parent": m.parent,
+                "level": m.level,
+                "encrypted": m.encryption is not None,
             },
             f"{m.snapshot_id}  {m.environment:<10} {human_size(m.total_size):>10}  "
-            f"{m.reason:<32} {versions}",
+            f"{_kind(m.level):<7} {m.reason:<32} {versions}",
         )
     if not manifests and not args.json:
         say(f"{site.name}: no snapshot yet")
     return EXIT_OK
+
+
+def _kind(level: int) -> str:
+    return "full" if level == 0 else f"incr {level}"
 
 
 def restore(args: argparse.Namespace) -> int:
