@@ -15,12 +15,12 @@ import io
 import json
 import secrets
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tma_ops.config import Site
 from tma_ops.dbs import database_of
-from tma_ops.errors import ObjectNotFound, SnapshotError
+from tma_ops.errors import ObjectNotFound, SnapshotError, StoreError
 from tma_ops.executors import Executor, open_executor
 from tma_ops.faults import pause_point
 from tma_ops.files_archive import (
@@ -34,6 +34,7 @@ from tma_ops.files_archive import (
     state_digest,
     state_path,
 )
+from tma_ops.model import ObjectLock
 from tma_ops.parts import Part, Sealing, check_stored_bytes, reading_part, upload_part
 from tma_ops.progress import SILENT, TransferProgress
 from tma_ops.stacks.archive import ArchiveStack
@@ -155,12 +156,30 @@ def create_snapshot(
             files_state_sha256=state_digest(executor, work_state),
             encryption="age" if sealing.encrypts else None,
         )
+        lock_objects(store, site.store.object_lock, [p.key for p in manifest.parts.values()])
         store.put(manifest_key(site.name, snapshot_id), io.BytesIO(manifest.to_json()))
+        lock_objects(store, site.store.object_lock, [manifest_key(site.name, snapshot_id)])
     except BaseException:
         discard_state(executor, work_state)
         raise
     adopt_state(executor, env.root, work_state)
     return manifest
+
+
+def lock_objects(store: Store, object_lock: ObjectLock | None, keys: list[str]) -> None:
+    """Put the configured retention on a snapshot's objects; parts before the manifest, so that
+    a listed snapshot is always a protected one."""
+    if object_lock is None:
+        return
+    until = datetime.now(UTC) + timedelta(days=object_lock.days)
+    for key in keys:
+        try:
+            store.lock(key, until)
+        except StoreError as exc:
+            raise StoreError(
+                f"{key}: cannot set the Object Lock retention ({exc}); "
+                "run `tma-ops store init SITE` or remove object_lock from the store settings"
+            ) from exc
 
 
 def _chain_before(earlier: list[Manifest], plan: FilesPlan) -> list[str]:

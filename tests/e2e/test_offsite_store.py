@@ -10,12 +10,13 @@ import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 from harness import mariadb
-from harness.s3server import REGION, TEST_KEY_ID, TEST_SECRET, MotoServer
+from harness.s3server import REGION, TEST_KEY_ID, TEST_SECRET, MotoServer, client
 from pyrage import x25519
 from remote_support import HostServices, RemoteFleet, add_site
 
@@ -63,6 +64,7 @@ def offsite(
         "access_key_id": "${TMA_S3_KEY_ID}",
         "secret_access_key": "${TMA_S3_SECRET}",
         "encryption": {"recipients": [str(identity.to_public())], "identity_file": str(key_file)},
+        "object_lock": {"mode": "governance", "days": 1},
     }
     fleet.inventory_file.write_text(yaml.safe_dump(document, sort_keys=False))
     for name, value in {**S3_ENV, "TMA_E2E_DB_PASSWORD": fleet.password}.items():
@@ -113,7 +115,7 @@ def snapshot_list(fleet: RemoteFleet, site: str) -> list[dict[str, object]]:
 
 
 def test_a_new_machine_lists_and_restores_an_encrypted_increment_from_the_bucket_alone(
-    offsite: Offsite,
+    offsite: Offsite, s3_server: MotoServer, s3_bucket: str
 ) -> None:
     fleet, site = offsite.fleet, offsite.site
     cli(fleet, "snapshot", site)
@@ -126,6 +128,13 @@ def test_a_new_machine_lists_and_restores_an_encrypted_increment_from_the_bucket
     assert [(s["level"], s["encrypted"]) for s in listed] == [(0, True), (1, True)]
     assert listed[1]["parent"] == listed[0]["snapshot_id"]
     assert cli(fleet, "verify", site, "--read-data").returncode == EXIT_OK
+    s3 = client(s3_server.endpoint)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert len(keys) == 6  # two snapshots: manifest, db, files
+    for key in keys:
+        head = s3.head_object(Bucket=s3_bucket, Key=key)
+        assert head["ObjectLockMode"] == "GOVERNANCE"
+        assert head["ObjectLockRetainUntilDate"] > datetime.now(UTC) + timedelta(hours=23)
 
     change_production(offsite, 2)
     assert fingerprint(fleet, site) != expected

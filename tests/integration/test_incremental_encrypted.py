@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,9 @@ from pyrage import x25519
 from site_support import db_dump, db_of, leftovers, modify_production, root_of, site, walk_tree
 
 from tma_ops.config import Site
-from tma_ops.errors import IntegrityError, InventoryError, SnapshotError
+from tma_ops.errors import IntegrityError, InventoryError, ObjectLocked, SnapshotError
 from tma_ops.files_archive import state_path
-from tma_ops.model import Encryption
+from tma_ops.model import Encryption, ObjectLock
 from tma_ops.restore import restore_snapshot
 from tma_ops.snapshot import Manifest, create_snapshot, list_snapshots, manifest_key
 from tma_ops.stores.file import FileStore
@@ -234,3 +235,16 @@ def test_a_manifest_is_plain_json_naming_its_chain(site: Site, store: FileStore)
     raw = (store.root / manifest_key(site.name, increment.snapshot_id)).read_bytes()
     assert Manifest.from_json(raw, "m") == increment
     assert b'"chain"' in raw and b'"files_format": "gnu-tar-listed-incremental"' in raw
+
+
+def test_object_lock_protects_every_object_of_a_snapshot(site: Site, store: FileStore) -> None:
+    site = with_store(site, object_lock=ObjectLock(mode="compliance", days=3))
+    manifest = create_snapshot(site, "production", store)
+    keys = store.list(f"{site.name}/snapshots/{manifest.snapshot_id}/")
+    assert len(keys) == 3
+    soon = datetime.now(UTC) + timedelta(days=3)
+    for key in keys:
+        locked_until = store.stat(key).locked_until
+        assert locked_until is not None and abs(locked_until - soon) < timedelta(minutes=5)
+        with pytest.raises(ObjectLocked):
+            store.delete(key)
