@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["harness.fixtures", "harness.docker_fixtures"]
+pytest_plugins = ["harness.fixtures", "harness.docker_fixtures", "harness.s3server"]
 
 TIERS = {"unit", "integration", "e2e"}
 

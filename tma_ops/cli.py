@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Sequence
 from types import FrameType
 
-from tma_ops import __version__, commands
+from tma_ops import __version__, commands, commands_prune, commands_verify
 from tma_ops.errors import EXIT_ERROR, EXIT_INTERRUPTED, TmaError
 
 EPILOG = """exit codes:
@@ -53,10 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_inventory(sub, common)
     _add_snapshots(sub, common)
+    _add_verify(sub, common)
     _add_cycle(sub, common)
+    _add_prune(sub, common)
     _add_lock(sub, common)
     _add_journal(sub, common)
     _add_demo(sub, common)
+    _add_store(sub, common)
     return parser
 
 
@@ -102,6 +105,29 @@ def _add_snapshots(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
     restore.set_defaults(handler=commands.restore)
 
 
+def _add_verify(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    verify = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="re-read stored snapshots; name missing, truncated or corrupted objects",
+        description=commands_verify.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument("sites", nargs="*", metavar="SITE", help="sites to verify")
+    verify.add_argument("--all", action="store_true", help="every site of the inventory")
+    level = verify.add_mutually_exclusive_group()
+    level.add_argument(
+        "--read-data", action="store_true", help="read every part and check its SHA-256"
+    )
+    level.add_argument(
+        "--read-data-subset",
+        metavar="PERCENT",
+        help="read a random subset of the parts, about PERCENT of their bytes",
+    )
+    verify.add_argument("--seed", type=int, help="seed of the random subset (default: printed)")
+    verify.set_defaults(handler=commands_verify.verify_command)
+
+
 def _add_cycle(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     cycle = sub.add_parser(
         "cycle",
@@ -124,6 +150,22 @@ def _add_cycle(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="take over a lock left by a process that is gone",
     )
     cycle.set_defaults(handler=commands.cycle)
+
+
+def _add_prune(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    prune = sub.add_parser(
+        "prune",
+        parents=[common],
+        help="delete the snapshots the retention no longer keeps; say why each one stays",
+        description=commands_prune.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prune.add_argument("sites", nargs="*", metavar="SITE")
+    prune.add_argument("--all", action="store_true", help="every site of the inventory")
+    prune.add_argument(
+        "--dry-run", action="store_true", help="print what would be deleted and delete nothing"
+    )
+    prune.set_defaults(handler=commands_prune.prune)
 
 
 def _add_lock(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -172,6 +214,12 @@ def _add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8765)
     serve.set_defaults(handler=commands.demo_serve)
+
+
+def _add_store(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from tma_ops.commands_store import add_store_parser
+
+    add_store_parser(sub, common)
 
 
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from tma_ops.dbs.sqlite import SqliteEngine
 from tma_ops.demo.app import start_server
 from tma_ops.demo.workspace import build_workspace
 from tma_ops.executors.local import LocalExecutor
+from tma_ops.files_archive import STATE_SUFFIX
 from tma_ops.fingerprint import Fingerprint, environment_fingerprint, tree_fingerprint
 from tma_ops.journal import Journal
 
@@ -96,9 +97,14 @@ def installed_versions(root: Path) -> dict[str, str]:
 
 
 def leftovers(workspace_root: Path) -> list[str]:
-    """Staging dirs or temp files a crashed step could leave behind in the sites."""
+    """Staging dirs or temp files a crashed step could leave behind in the sites (tar's state file
+    for incremental snapshots stays beside each root on purpose)."""
     sites = workspace_root / "sites"
-    return sorted(str(p.relative_to(sites)) for p in sites.rglob("*") if ".tma-" in p.name)
+    return sorted(
+        str(p.relative_to(sites))
+        for p in sites.rglob("*")
+        if ".tma-" in p.name and not p.name.endswith(STATE_SUFFIX)
+    )
 
 
 def pre_promotion_snapshot_id(workspace: Workspace, site: str) -> str:
@@ -108,15 +114,22 @@ def pre_promotion_snapshot_id(workspace: Workspace, site: str) -> str:
 
 
 def unpack_snapshot(workspace: Workspace, site: str, snapshot_id: str, into: Path) -> Fingerprint:
-    """Unpack a stored snapshot with plain zstd + tar semantics; fingerprint what it holds."""
-    parts = workspace.root / "store" / site / "snapshots" / snapshot_id
+    """Unpack a stored snapshot with zstd and GNU tar, chain first; fingerprint what it holds."""
+    snapshots = workspace.root / "store" / site / "snapshots"
+    manifest = json.loads((snapshots / snapshot_id / "manifest.json").read_text())
     into.mkdir(parents=True)
-    with open(parts / "db.sqlite.zst", "rb") as packed, open(into / "site.sqlite", "wb") as out:
+    db_part = snapshots / snapshot_id / "db.sqlite.zst"
+    with open(db_part, "rb") as packed, open(into / "site.sqlite", "wb") as out:
         zstandard.ZstdDecompressor().copy_stream(packed, out)
-    with open(parts / "files.tar.zst", "rb") as packed:
-        reader = zstandard.ZstdDecompressor().stream_reader(packed)
-        with tarfile.open(fileobj=reader, mode="r|") as archive:
-            archive.extractall(into / "www", filter="tar")
+    (into / "www").mkdir()
+    for link in [*manifest["chain"], snapshot_id]:
+        files_key = json.loads((snapshots / link / "manifest.json").read_text())["parts"]["files"]
+        archive = workspace.root / "store" / files_key["key"]
+        subprocess.run(
+            f"zstd -dc '{archive}' | tar -C '{into / 'www'}' --listed-incremental=/dev/null -xpf -",
+            shell=True,
+            check=True,
+        )
     local = LocalExecutor()
     return Fingerprint(
         tree_fingerprint(local, str(into / "www")),

@@ -76,7 +76,8 @@ def make_db(path: Path, *, journal_mode: str = "wal", rows: int = 200, seed: str
 
 
 def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(path)
+    # A loaded machine can keep the writer's lock for seconds: wait rather than fail.
+    con = sqlite3.connect(path, timeout=60)
     try:
         return con.execute(sql).fetchall()
     finally:

@@ -1,6 +1,11 @@
 """Every Store implementation must pass the same tests (after restic's backend test suite).
 
-Lock expiry is tested against an injected clock, so no test sleeps.
+The S3 store runs them against a real S3 API server (moto_server, over HTTP), one fresh bucket
+with versioning and Object Lock per test.
+
+Lock expiry: the file and mem stores take an injected clock, so their tests never sleep. An S3
+server enforces retention with its own clock, so for S3 the lock tests use short real spans
+(LOCK_UNIT_SECONDS) and wait for them to pass: the `clock` fixture hides the difference.
 """
 
 from __future__ import annotations
@@ -9,24 +14,43 @@ import hashlib
 import io
 import os
 import random
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol, cast
 from uuid import uuid4
 
 import pytest
+from harness.s3server import MotoServer, s3_spec
 
 from tma_ops.errors import ObjectLocked, ObjectNotFound, StoreError
 from tma_ops.stores import ObjectInfo, Store, open_store
 from tma_ops.stores.file import FileStore
 from tma_ops.stores.mem import MemStore
+from tma_ops.stores.s3 import S3Store
 
 pytestmark = pytest.mark.integration
 
 MiB = 1 << 20
 KEY = "site/snapshots/20300101-abc123/db.sql.zst"
+LOCK_UNIT_SECONDS = 4  # one unit of lock time on a real clock: room for a few requests
+
+
+class LockClock(Protocol):
+    """Time as the store under test sees it, for the lock tests."""
+
+    @property
+    def now(self) -> datetime: ...
+
+    def span(self, units: float) -> timedelta:
+        """A lock duration: days on a fake clock, a few seconds on a real one."""
+        ...
+
+    def pass_until(self, when: datetime) -> None:
+        """Return once `when` is no longer in the future (now >= when)."""
+        ...
 
 
 class FakeClock:
@@ -38,6 +62,29 @@ class FakeClock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+    def span(self, units: float) -> timedelta:
+        return timedelta(days=units)
+
+    def pass_until(self, when: datetime) -> None:
+        self.now = max(self.now, when)
+
+
+class RealClock:
+    """The machine's clock, which the S3 server also uses, in whole seconds (rounded up)."""
+
+    @property
+    def now(self) -> datetime:
+        now = datetime.now(UTC)
+        return now.replace(microsecond=0) + timedelta(seconds=1 if now.microsecond else 0)
+
+    def span(self, units: float) -> timedelta:
+        return timedelta(seconds=LOCK_UNIT_SECONDS * units)
+
+    def pass_until(self, when: datetime) -> None:
+        # A little past `when`: the server compares whole seconds, strictly.
+        while (left := (when - datetime.now(UTC)).total_seconds() + 0.3) > 0:
+            time.sleep(left)
 
 
 class MeteredSource(io.RawIOBase):
@@ -110,20 +157,44 @@ def put_stream(store: Store, key: str, source: MeteredSource) -> int:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
+def fake_clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["file", "mem"])
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Store:
-    if request.param == "file":
-        return FileStore(tmp_path / "store", clock=clock)
-    return MemStore("mem://conformance", clock=clock)
+@pytest.fixture(params=["file", "mem", "s3"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
-def file_store(tmp_path: Path, clock: FakeClock) -> FileStore:
-    return FileStore(tmp_path / "store", clock=clock)
+def clock(backend: str, fake_clock: FakeClock) -> LockClock:
+    return RealClock() if backend == "s3" else fake_clock
+
+
+@pytest.fixture
+def store(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path, fake_clock: FakeClock
+) -> Store:
+    if backend == "file":
+        return FileStore(tmp_path / "store", clock=fake_clock)
+    if backend == "mem":
+        return MemStore("mem://conformance", clock=fake_clock)
+    server: MotoServer = request.getfixturevalue("s3_server")
+    bucket: str = request.getfixturevalue("s3_bucket")
+    return S3Store.open(s3_spec(server.endpoint, bucket, prefix="tenant/backups"))
+
+
+@pytest.fixture(params=["file", "mem"])
+def local_store(request: pytest.FixtureRequest, tmp_path: Path, fake_clock: FakeClock) -> Store:
+    """The stores that emulate a directory tree and keep locks beside the objects."""
+    if request.param == "file":
+        return FileStore(tmp_path / "store", clock=fake_clock)
+    return MemStore("mem://conformance", clock=fake_clock)
+
+
+@pytest.fixture
+def file_store(tmp_path: Path, fake_clock: FakeClock) -> FileStore:
+    return FileStore(tmp_path / "store", clock=fake_clock)
 
 
 # Round trips and streaming
@@ -261,17 +332,6 @@ def test_missing_key_raises_not_found_naming_key_and_store(
         assert store.url in str(raised.value)
 
 
-def test_a_key_cannot_be_both_object_and_directory(store: Store) -> None:
-    put_bytes(store, "a/b", b"object")
-    put_bytes(store, "c/d/e", b"nested")
-    with pytest.raises(StoreError):
-        put_bytes(store, "a/b/c", b"under an object")
-    with pytest.raises(StoreError):
-        put_bytes(store, "c/d", b"over a directory")
-    assert store.list() == ["a/b", "c/d/e"]
-    assert read_all(store, "a/b") == b"object"
-
-
 # Key validation
 
 BAD_KEYS = [
@@ -316,9 +376,9 @@ def test_invalid_list_prefixes_are_refused(store: Store, prefix: str) -> None:
 # Retention locks: a lock holds while now < until
 
 
-def test_lock_refuses_delete_and_overwrite_until_it_expires(store: Store, clock: FakeClock) -> None:
+def test_lock_refuses_delete_and_overwrite_until_it_expires(store: Store, clock: LockClock) -> None:
     put_bytes(store, KEY, b"v1")
-    until = clock.now + timedelta(days=30)
+    until = clock.now + clock.span(1)
     store.lock(KEY, until)
     assert store.stat(KEY).locked_until == until
     assert store.list() == [KEY]
@@ -329,44 +389,36 @@ def test_lock_refuses_delete_and_overwrite_until_it_expires(store: Store, clock:
         put_bytes(store, KEY, b"v2")
     assert read_all(store, KEY) == b"v1"
 
-    clock.now = until
+    clock.pass_until(until)
     assert store.stat(KEY).locked_until is None
     put_bytes(store, KEY, b"v2")
     store.delete(KEY)
     assert store.list() == []
 
 
-def test_lock_can_be_extended_but_not_shortened(store: Store, clock: FakeClock) -> None:
+def test_lock_can_be_extended_but_not_shortened(store: Store, clock: LockClock) -> None:
     put_bytes(store, KEY, b"x")
-    store.lock(KEY, clock.now + timedelta(days=1))
-    store.lock(KEY, clock.now + timedelta(days=7))
+    start = clock.now
+    store.lock(KEY, start + clock.span(1))
+    store.lock(KEY, start + clock.span(1.5))
     with pytest.raises(ObjectLocked, match="shorten"):
-        store.lock(KEY, clock.now + timedelta(days=2))
-    assert store.stat(KEY).locked_until == clock.now + timedelta(days=7)
+        store.lock(KEY, start + clock.span(1.25))
+    assert store.stat(KEY).locked_until == start + clock.span(1.5)
 
-    clock.advance(days=8)
-    store.lock(KEY, clock.now + timedelta(hours=1))
-    assert store.stat(KEY).locked_until == clock.now + timedelta(hours=1)
+    clock.pass_until(start + clock.span(1.5))
+    later = clock.now + timedelta(hours=1)
+    store.lock(KEY, later)
+    assert store.stat(KEY).locked_until == later
 
 
-def test_a_lock_in_the_past_has_no_effect(store: Store, clock: FakeClock) -> None:
+def test_a_lock_in_the_past_has_no_effect(store: Store, clock: LockClock) -> None:
     put_bytes(store, KEY, b"x")
     store.lock(KEY, clock.now - timedelta(seconds=1))
     assert store.stat(KEY).locked_until is None
     store.delete(KEY)
 
 
-def test_a_lock_does_not_survive_its_object(store: Store, clock: FakeClock) -> None:
-    put_bytes(store, KEY, b"x")
-    store.lock(KEY, clock.now + timedelta(days=1))
-    clock.advance(days=2)
-    store.delete(KEY)
-    clock.now -= timedelta(days=2)
-    put_bytes(store, KEY, b"new object, no lock")
-    assert store.stat(KEY).locked_until is None
-
-
-def test_lock_times_must_be_aware_and_are_kept_in_utc(store: Store, clock: FakeClock) -> None:
+def test_lock_times_must_be_aware_and_are_kept_in_utc(store: Store) -> None:
     put_bytes(store, KEY, b"x")
     with pytest.raises(StoreError, match="timezone"):
         store.lock(KEY, datetime(2031, 1, 1))
@@ -375,6 +427,32 @@ def test_lock_times_must_be_aware_and_are_kept_in_utc(store: Store, clock: FakeC
     locked_until = store.stat(KEY).locked_until
     assert locked_until == datetime(2031, 1, 1, tzinfo=UTC)
     assert locked_until is not None and locked_until.utcoffset() == timedelta(0)
+
+
+# The stores that emulate a directory tree and keep lock records beside the objects. (S3 has
+# neither: "a/b" and "a/b/c" can both be objects, and a retention lock belongs to one version of
+# an object, which delete removes with the object; see test_s3_store.py.)
+
+
+def test_a_key_cannot_be_both_object_and_directory(local_store: Store) -> None:
+    put_bytes(local_store, "a/b", b"object")
+    put_bytes(local_store, "c/d/e", b"nested")
+    with pytest.raises(StoreError):
+        put_bytes(local_store, "a/b/c", b"under an object")
+    with pytest.raises(StoreError):
+        put_bytes(local_store, "c/d", b"over a directory")
+    assert local_store.list() == ["a/b", "c/d/e"]
+    assert read_all(local_store, "a/b") == b"object"
+
+
+def test_a_lock_does_not_survive_its_object(local_store: Store, fake_clock: FakeClock) -> None:
+    put_bytes(local_store, KEY, b"x")
+    local_store.lock(KEY, fake_clock.now + timedelta(days=1))
+    fake_clock.advance(days=2)
+    local_store.delete(KEY)
+    fake_clock.now -= timedelta(days=2)
+    put_bytes(local_store, KEY, b"new object, no lock")
+    assert local_store.stat(KEY).locked_until is None
 
 
 # FileStore specifics
@@ -439,12 +517,12 @@ def test_file_store_failed_rename_leaves_no_object_and_no_temp(
     assert not any(p.name.endswith(".tmp") for p in file_store.root.rglob("*"))
 
 
-def test_file_store_hides_lock_metadata(file_store: FileStore, clock: FakeClock) -> None:
+def test_file_store_hides_lock_metadata(file_store: FileStore, fake_clock: FakeClock) -> None:
     put_bytes(file_store, KEY, b"x")
-    file_store.lock(KEY, clock.now + timedelta(days=1))
+    file_store.lock(KEY, fake_clock.now + timedelta(days=1))
     assert (file_store.root / ".locks").is_dir()
     assert file_store.list() == [KEY]
-    clock.advance(days=2)
+    fake_clock.advance(days=2)
     file_store.delete(KEY)
     assert list(file_store.root.iterdir()) == []
 
