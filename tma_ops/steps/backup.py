@@ -5,14 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from tma_ops.parts import Sealing
+from tma_ops.pruning import prune_store
 from tma_ops.restore import restore_snapshot
-from tma_ops.retention import snapshots_to_keep
 from tma_ops.snapshot import (
     Manifest,
     create_snapshot,
-    created_at,
-    delete_snapshot,
-    list_snapshots,
     load_manifest,
     verify_snapshot,
 )
@@ -90,15 +87,17 @@ def _size(manifest: Manifest) -> str:
 
 def prune_snapshots(ctx: RunContext) -> dict[str, Any]:
     """Apply the site's retention; the snapshots of this run are always kept."""
-    snapshots = list_snapshots(ctx.store, ctx.site.name)
-    protected = [data["snapshot_id"] for data in ctx.outputs.values() if "snapshot_id" in data]
-    keep = snapshots_to_keep(
-        ((m.snapshot_id, created_at(m)) for m in snapshots), ctx.site.retention, protected
-    )
-    pruned = [m.snapshot_id for m in snapshots if m.snapshot_id not in keep]
-    for manifest in snapshots:
-        if manifest.snapshot_id not in keep:
-            delete_snapshot(ctx.store, manifest)
-    if pruned:
-        ctx.tell(f"retention: pruned {len(pruned)} old snapshot(s), kept {len(keep)}")
-    return {"pruned": pruned, "kept": len(snapshots) - len(pruned)}
+    protected = {
+        data["snapshot_id"]: f"snapshot of the current run {ctx.run_id}"
+        for data in ctx.outputs.values()
+        if "snapshot_id" in data
+    }
+    result = prune_store(ctx.site.name, ctx.store, ctx.site.retention, protected=protected)
+    if result.deleted or result.deleted_orphans:
+        ctx.tell(
+            f"retention: pruned {len(result.deleted)} old snapshot(s) and "
+            f"{len(result.deleted_orphans)} orphan object(s), kept {len(result.plan.kept)}"
+        )
+    for problem in [*result.refused, *result.plan.warnings]:
+        ctx.tell(f"retention: {problem}")
+    return result.summary()
