@@ -14,6 +14,7 @@ import hmac
 import io
 import os
 import re
+from collections import deque
 from collections.abc import Iterable
 from hashlib import sha256
 from pathlib import Path
@@ -34,7 +35,7 @@ PAYLOAD_CHUNK = 64 * 1024
 TAG_SIZE = 16
 ENCRYPTED_CHUNK = PAYLOAD_CHUNK + TAG_SIZE
 NONCE_SIZE = 16
-# Chunks handled per read(): large enough to amortise the calls, small enough to bound memory.
+# Chunks opened per read(): large enough to amortise the calls, small enough to bound memory.
 CHUNKS_PER_READ = CHUNK // PAYLOAD_CHUNK
 SECRET_KEY_LINE = re.compile(r"^AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}$")
 
@@ -89,10 +90,12 @@ class EncryptingReader(io.RawIOBase):
             raise InventoryError("encryption: expected at least one age recipient")
         file_key = os.urandom(16)
         nonce = os.urandom(NONCE_SIZE)
-        self._pending = bytearray(_header(file_key, keys) + nonce)
+        # Sealed chunks wait whole in a queue and are joined once per read: no buffer reshuffling.
+        self._sealed: deque[bytes] = deque([_header(file_key, keys) + nonce])
+        self._ready = len(self._sealed[0])
         self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
         self._source = source
-        self._plain = bytearray()
+        self._held = b""
         self._counter = 0
         self._done = False
 
@@ -101,11 +104,18 @@ class EncryptingReader(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         want = size if size and size > 0 else CHUNK
-        while len(self._pending) < want and not self._done:
+        while self._ready < want and not self._done:
             self._encrypt_more()
-        data = bytes(self._pending[:want])
-        del self._pending[:want]
-        return data
+        pieces, got = [], 0
+        while self._sealed and got < want:
+            piece = self._sealed.popleft()
+            if got + len(piece) > want:
+                self._sealed.appendleft(piece[want - got :])
+                piece = piece[: want - got]
+            pieces.append(piece)
+            got += len(piece)
+        self._ready -= got
+        return b"".join(pieces)
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self.read(len(buffer))
@@ -113,33 +123,25 @@ class EncryptingReader(io.RawIOBase):
         return len(data)
 
     def _encrypt_more(self) -> None:
+        data = self._source.read(CHUNK)
+        if not data:
+            self._seal(memoryview(self._held), last=True)
+            self._done = True
+            return
+        plain = self._held + data if self._held else data
         # One chunk is always held back: only the last chunk is flagged, so EOF must be seen first.
-        while len(self._plain) <= CHUNKS_PER_READ * PAYLOAD_CHUNK:
-            data = self._source.read(CHUNK)
-            if not data:
-                self._finish()
-                return
-            self._plain += data
-        full = (len(self._plain) - 1) // PAYLOAD_CHUNK
-        view = memoryview(self._plain)
-        for index in range(full):
+        whole = (len(plain) - 1) // PAYLOAD_CHUNK
+        view = memoryview(plain)
+        for index in range(whole):
             start = index * PAYLOAD_CHUNK
             self._seal(view[start : start + PAYLOAD_CHUNK], last=False)
+        self._held = bytes(view[whole * PAYLOAD_CHUNK :])
         view.release()
-        del self._plain[: full * PAYLOAD_CHUNK]
-
-    def _finish(self) -> None:
-        view = memoryview(self._plain)
-        while len(view) > PAYLOAD_CHUNK:
-            self._seal(view[:PAYLOAD_CHUNK], last=False)
-            view = view[PAYLOAD_CHUNK:]
-        self._seal(view, last=True)
-        view.release()
-        self._plain = bytearray()
-        self._done = True
 
     def _seal(self, chunk: memoryview, *, last: bool) -> None:
-        self._pending += self._aead.encrypt(_chunk_nonce(self._counter, last), chunk, None)
+        sealed = self._aead.encrypt(_chunk_nonce(self._counter, last), chunk, None)
+        self._sealed.append(sealed)
+        self._ready += len(sealed)
         self._counter += 1
 
 

@@ -7,7 +7,7 @@ the plain bytes (checked after decryption and decompression), so damage is caugh
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NoReturn
@@ -21,7 +21,7 @@ from tma_ops.faults import pause_point
 from tma_ops.model import Encryption
 from tma_ops.progress import TransferProgress
 from tma_ops.stores import Store
-from tma_ops.streams import HashingReader, Readable, compressing, decompressing
+from tma_ops.streams import HashingReader, Prefetching, Readable, compressing, decompressing
 
 ENCRYPTED_SUFFIX = ".age"
 
@@ -76,11 +76,12 @@ def upload_part(
     label = key.rsplit("/", 1)[-1]
     with progress.transfer(f"upload {label}", total) as advance, open_source() as source:
         plain = HashingReader(source, _first_chunk_pauses(f"upload:{label}", advance))
-        sealed: Readable = compressing(plain)
-        if sealing.encrypts:
-            sealed = EncryptingReader(sealed, sealing.recipients)
-        stored = HashingReader(sealed)
-        size = store.put(key, stored)
+        with closing(Prefetching(compressing(plain))) as compressed:
+            sealed: Readable = compressed
+            if sealing.encrypts:
+                sealed = EncryptingReader(compressed, sealing.recipients)
+            stored = HashingReader(sealed)
+            size = store.put(key, stored, size_hint=total)
     return Part(key, size, stored.sha256, plain.size, plain.sha256)
 
 

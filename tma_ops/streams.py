@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+import queue
+import threading
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
@@ -13,6 +16,7 @@ import zstandard
 CHUNK = 1 << 20
 # Each zstd worker keeps tens of MiB of buffers: a few workers give the speed, not one per core.
 COMPRESSION_THREADS = min(4, os.cpu_count() or 1)
+COMPRESSION_JOB = 2 << 20
 
 
 class Readable(Protocol):
@@ -58,8 +62,76 @@ class HashingReader(io.RawIOBase):
 
 
 def compressing(plain: Readable, level: int = 3) -> BinaryIO:
-    compressor = zstandard.ZstdCompressor(level=level, threads=COMPRESSION_THREADS)
+    # zstd's default job for its workers is 8 MiB at level 3: a few MiB halve the buffers held.
+    parameters = zstandard.ZstdCompressionParameters.from_level(
+        level, threads=COMPRESSION_THREADS, job_size=COMPRESSION_JOB
+    )
+    compressor = zstandard.ZstdCompressor(compression_params=parameters)
     return compressor.stream_reader(plain, read_size=CHUNK)  # type: ignore[arg-type]
+
+
+class Prefetching(io.RawIOBase):
+    """Reads its source in a thread of its own, a few chunks ahead of the consumer.
+
+    The stages before it (reading the source, hashing, compressing) and the ones after it
+    (encrypting, hashing, writing) then run side by side: hashlib, zstd and the ciphers release
+    the GIL. A failure of the source is raised to the consumer; close() stops the thread.
+    """
+
+    def __init__(self, source: Readable, depth: int = 4) -> None:
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
+        self._stopped = threading.Event()
+        self._pending = b""
+        self._offset = 0
+        self._ended = False
+        self._thread = threading.Thread(target=self._pump, args=(source,), daemon=True)
+        self._thread.start()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        want = size if size and size > 0 else CHUNK
+        if self._offset >= len(self._pending) and not self._ended:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            self._pending, self._offset = item, 0
+            self._ended = not item
+        start = self._offset
+        self._offset = min(start + want, len(self._pending))
+        if start == 0 and self._offset == len(self._pending):
+            return self._pending  # the whole chunk: no copy
+        return self._pending[start : self._offset]
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stopped.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.1)  # unblock a pump waiting for room
+        super().close()
+
+    def _pump(self, source: Readable) -> None:
+        try:
+            while not self._stopped.is_set():
+                data = source.read(CHUNK)
+                self._put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stopped.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(item, timeout=0.1)
+                return
 
 
 def decompressing(stored: Readable) -> BinaryIO:

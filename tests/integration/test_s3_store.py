@@ -26,7 +26,7 @@ from harness.s3server import MotoServer, client, free_port, s3_spec
 from tma_ops.errors import IntegrityError, ObjectLocked, StoreError
 from tma_ops.model import ObjectLock
 from tma_ops.stores import open_store
-from tma_ops.stores.s3 import PART_SIZE, S3Store
+from tma_ops.stores.s3 import PART_SIZE, S3Store, part_size_for
 from tma_ops.stores.s3_io import checksum_matches
 
 pytestmark = pytest.mark.integration
@@ -121,6 +121,19 @@ def test_multipart_object_round_trips_with_its_composite_checksum(store: S3Store
     )
     composite = base64.b64encode(hashlib.sha256(digests).digest()).decode()
     assert checksum_matches(head["ChecksumSHA256"], composite, 3)
+    with store.get(KEY) as stream:
+        assert hashlib.sha256(stream.read()).hexdigest() == source.sha256.hexdigest()
+
+
+def test_a_size_hint_beyond_the_part_limit_makes_the_parts_larger(store: S3Store) -> None:
+    hint = 100 * PART_SIZE * 1000  # 781 GiB: 8 MiB parts could not hold it in 10,000 parts
+    part = part_size_for(hint)
+    assert part > PART_SIZE
+    size = 2 * part + 5
+    source = Generated(size, seed=2)
+    assert store.put(KEY, source, size_hint=hint) == size
+    head = raw(store).head_object(Bucket=store.bucket, Key=store.root + KEY)
+    assert head["ETag"].strip('"').endswith("-3")  # two whole parts of the larger size, and 5 B
     with store.get(KEY) as stream:
         assert hashlib.sha256(stream.read()).hexdigest() == source.sha256.hexdigest()
 

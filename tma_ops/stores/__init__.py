@@ -28,8 +28,10 @@ class ObjectInfo:
 class Store(Protocol):
     url: str
 
-    def put(self, key: str, source: Readable) -> int:
-        """Store the stream under key (replacing it atomically); return the byte count."""
+    def put(self, key: str, source: Readable, size_hint: int | None = None) -> int:
+        """Store the stream under key (replacing it atomically); return the byte count.
+
+        size_hint, the expected size when known, lets a store size its transfers."""
         ...
 
     def get(self, key: str) -> AbstractContextManager[BinaryIO]: ...

@@ -60,7 +60,7 @@ class FileStore:
         self.url = f"file://{self.root}"
         self._clock = clock
 
-    def put(self, key: str, source: Readable) -> int:
+    def put(self, key: str, source: Readable, size_hint: int | None = None) -> int:
         return _atomic_write(self._path(key), source, before_replace=lambda: self._refuse(key))
 
     def get(self, key: str) -> BinaryIO:

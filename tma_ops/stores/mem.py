@@ -48,7 +48,7 @@ class MemStore:
                 store = cls._named[url] = cls(url)
             return store
 
-    def put(self, key: str, source: Readable) -> int:
+    def put(self, key: str, source: Readable, size_hint: int | None = None) -> int:
         check_key(key)
         # Read outside the mutex: readers keep seeing the previous object while this streams in.
         data = b"".join(read_chunks(source))

@@ -1,7 +1,8 @@
 """The S3 store: `s3://bucket/prefix` on any S3 API (AWS, OVHcloud, Scaleway, MinIO, Garage...).
 
 Keys are relative to the URL's prefix. Uploads stream through boto3's transfer machinery in
-parts of PART_SIZE with at most IN_MEMORY_PARTS parts held at once, and carry a SHA-256
+parts of PART_SIZE (larger when the caller expects a very large object) with at most
+IN_MEMORY_PARTS parts held at once, and carry a SHA-256
 checksum that the server checks on arrival; the checksum the server then reports for the stored
 object is compared with the one computed here. Downloads ask the server for the checksum too
 (botocore verifies it as the body is read). Throttling and 5xx answers are retried with backoff.
@@ -43,8 +44,9 @@ from tma_ops.stores.s3_io import DownloadBody, UploadSource, checksum_matches
 from tma_ops.streams import Readable
 
 MiB = 1 << 20
-PART_SIZE = 16 * MiB  # S3 allows 10,000 parts: objects up to 156 GiB
-IN_MEMORY_PARTS = 4  # parts read ahead and in flight: bounds an upload's memory
+PART_SIZE = 8 * MiB  # S3 allows 10,000 parts: 78 GiB, more when a size hint asks for it
+MAX_PARTS = 10_000
+IN_MEMORY_PARTS = 3  # parts read ahead and in flight: bounds an upload's memory
 MAX_ATTEMPTS = 5  # first try included; backoff between tries (botocore's standard mode)
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
@@ -87,10 +89,19 @@ def make_client(spec: StoreSpec, where: Where, max_attempts: int = MAX_ATTEMPTS)
         )
 
 
-def transfer_config() -> TransferConfig:
+def part_size_for(size_hint: int | None) -> int:
+    """PART_SIZE, or the whole MiBs that fit an object of about size_hint in S3's part limit."""
+    if size_hint is None:
+        return PART_SIZE
+    # A margin: the hint is the plain size, and the stored bytes may come out a little larger.
+    needed = -(-size_hint * 11 // 10 // MAX_PARTS)
+    return max(PART_SIZE, -(-needed // MiB) * MiB)
+
+
+def transfer_config(part_size: int = PART_SIZE) -> TransferConfig:
     config = TransferConfig(
-        multipart_threshold=PART_SIZE,
-        multipart_chunksize=PART_SIZE,
+        multipart_threshold=part_size,
+        multipart_chunksize=part_size,
         max_concurrency=IN_MEMORY_PARTS,
         preferred_transfer_client="classic",
     )
@@ -130,7 +141,6 @@ class S3Store:
         endpoint = spec.endpoint_url or f"the AWS S3 endpoint of {spec.region or 'the region'}"
         self.where = Where(self.url, self.bucket, endpoint, spec.secret_access_key)
         self.client = make_client(spec, self.where, max_attempts)
-        self._transfer = transfer_config()
         self._bucket_seen = False
 
     @classmethod
@@ -139,17 +149,18 @@ class S3Store:
 
     # The Store protocol
 
-    def put(self, key: str, source: Readable) -> int:
+    def put(self, key: str, source: Readable, size_hint: int | None = None) -> int:
         name = self._name(key)
         self._refuse_locked(key, self._head_or_none(key))
         token = uuid4().hex
-        upload = UploadSource(source, PART_SIZE)
+        part_size = part_size_for(size_hint)
+        upload = UploadSource(source, part_size)
         extra = {"ChecksumAlgorithm": "SHA256", "Metadata": {PUT_TOKEN: token}}
         # The source's own exceptions pass through s3transfer unchanged, after it has aborted
         # the multipart upload: the previous object stays, no new one appears.
         with s3_errors(self.where, f"uploading {key!r}"):
             self.client.upload_fileobj(
-                upload, self.bucket, name, ExtraArgs=extra, Config=self._transfer
+                upload, self.bucket, name, ExtraArgs=extra, Config=transfer_config(part_size)
             )
         self._verify_upload(key, token, upload)
         return upload.size
