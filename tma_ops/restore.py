@@ -12,7 +12,7 @@ from tma_ops.dbs import DatabaseEngine, database_of
 from tma_ops.errors import SnapshotError
 from tma_ops.executors import Executor, open_executor
 from tma_ops.faults import pause_point
-from tma_ops.files_archive import tar_extract
+from tma_ops.files_archive import state_path, tar_extract
 from tma_ops.parts import Part, Sealing, reading_part
 from tma_ops.progress import SILENT, TransferProgress
 from tma_ops.snapshot import Manifest, chain_of
@@ -62,6 +62,9 @@ def restore_snapshot(
     database.commit(db_executor, token)
     pause_point(f"restore-{env_name}:after-db-commit")
     executor.run(["sh", "-c", SWAP_SCRIPT, "swap", env.root])
+    # tar's state file maps directory inodes to names: a tree swapped in has new inodes, and a
+    # reused one would read as a rename. The next snapshot of this environment starts afresh.
+    executor.run(["rm", "-f", state_path(env.root)])
 
 
 def _stage_database(

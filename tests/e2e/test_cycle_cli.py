@@ -181,7 +181,8 @@ def test_emergency_restore_of_production_from_a_manual_snapshot(workspace: Works
     ]
 
     cycle = workspace.cli("cycle", "blog")
-    assert cycle.returncode == EXIT_OK and "resuming" not in cycle.stdout
+    assert cycle.returncode == EXIT_OK, cycle.stdout + cycle.stderr
+    assert "resuming" not in cycle.stdout
 
 
 def test_all_sites_run_and_the_worst_exit_code_wins(workspace: Workspace) -> None:

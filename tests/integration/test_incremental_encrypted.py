@@ -118,16 +118,26 @@ def test_a_lost_or_foreign_state_file_means_a_full_archive(site: Site, store: Fi
     assert create_snapshot(site, "production", store).level == 1
 
 
+def test_a_restore_restarts_the_chain_of_the_restored_environment(
+    site: Site, store: FileStore
+) -> None:
+    first = create_snapshot(site, "production", store)
+    restore_snapshot(site, first, "production", store)
+    # Restored directories have new inodes; tar must not take a reused one for a rename.
+    assert create_snapshot(site, "production", store).level == 0
+    assert create_snapshot(site, "production", store).level == 1
+
+
 def test_a_failed_snapshot_does_not_advance_the_chain(
     site: Site, store: FileStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = create_snapshot(site, "production", store)
     real_put = store.put
 
-    def refuse_manifest(key: str, source: object) -> int:
+    def refuse_manifest(key: str, source: object, size_hint: int | None = None) -> int:
         if key.endswith("manifest.json"):
             raise OSError("store went away")
-        return real_put(key, source)  # type: ignore[arg-type]
+        return real_put(key, source, size_hint)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store, "put", refuse_manifest)
     touch_one_file(site, "lost.txt")

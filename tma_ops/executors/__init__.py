@@ -5,6 +5,7 @@ Implementations are chosen by URL scheme: `local://` now; `ssh://` and `docker:/
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -13,6 +14,9 @@ from typing import BinaryIO, Protocol
 from tma_ops.errors import ExecutorError, InventoryError
 from tma_ops.model import ExecutorSpec
 from tma_ops.streams import Readable
+
+# tar ends every failure with this line; the cause is on a line before it.
+GENERIC_TRAILER = re.compile(r"Exiting with failure status due to previous errors")
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,14 @@ def iter_chunks(stream: Readable, size: int = 1 << 20) -> Iterator[bytes]:
 
 
 def command_failed(argv: list[str], rc: int, err: str, url: str) -> ExecutorError:
-    tail = err.strip().splitlines()[-1] if err.strip() else "no error output"
-    return ExecutorError(f"{url}: {describe_command(argv)} exited {rc}: {tail}")
+    return ExecutorError(f"{url}: {describe_command(argv)} exited {rc}: {telling_line(err)}")
+
+
+def telling_line(err: str) -> str:
+    """The last line of error output that says what went wrong, not a generic trailer."""
+    lines = [line.strip() for line in err.splitlines() if line.strip()]
+    telling = [line for line in lines if not GENERIC_TRAILER.search(line)]
+    return (telling or lines or ["no error output"])[-1]
 
 
 def describe_command(argv: list[str]) -> str:
