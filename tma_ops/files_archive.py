@@ -12,6 +12,7 @@ still has that digest, so a lost, stale or foreign state file just means a full 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,6 +66,52 @@ def plan_files(
     return FilesPlan(newest.snapshot_id, newest.level + 1)
 
 
+def directory_ids(state: bytes) -> dict[tuple[bytes, bytes], bytes]:
+    """(device, inode) -> name of every directory a tar state file (format 2) records.
+
+    After a header line and the dump time, each record is: nfs flag, mtime seconds and
+    nanoseconds, device, inode, name, then the directory's entries, all NUL-terminated, and
+    empty strings closing the record.
+    """
+    _, _, body = state.partition(b"\n")
+    tokens = body.split(b"\0")
+    ids: dict[tuple[bytes, bytes], bytes] = {}
+    index = 2  # the dump time: seconds and nanoseconds
+    while index + 5 < len(tokens):
+        device, inode, name = tokens[index + 3], tokens[index + 4], tokens[index + 5]
+        ids[(device, inode)] = name
+        index += 6
+        while index < len(tokens) and tokens[index]:
+            index += 1  # the directory's entries
+        while index < len(tokens) and not tokens[index]:
+            index += 1
+    return ids
+
+
+def renamed_directories(state: bytes, current: dict[tuple[bytes, bytes], bytes]) -> list[bytes]:
+    """Directories tar takes for renamed: an inode its state file knew under another name.
+
+    A directory deleted and another created with its freed inode (a cache wiped and rebuilt)
+    reads as a rename, which GNU tar then fails to extract ("Cannot rename ...: Directory not
+    empty"). An archive made while this holds must not be kept as an increment.
+    """
+    known = directory_ids(state)
+    return sorted(name for ids, name in current.items() if ids in known and known[ids] != name)
+
+
+def current_directory_ids(executor: Executor, root: str) -> dict[tuple[bytes, bytes], bytes]:
+    """(device, inode) -> name, as tar names them (".", "./a"), of the directories under root."""
+    listing = executor.run(["find", root, "-type", "d", "-printf", "%D %i %P\\0"]).out
+    ids: dict[tuple[bytes, bytes], bytes] = {}
+    for line in listing.split("\0"):
+        device, _, rest = line.partition(" ")
+        inode, _, name = rest.partition(" ")
+        if device and inode:
+            path = os.fsencode(f"./{name}" if name else ".")
+            ids[(device.encode(), inode.encode())] = path
+    return ids
+
+
 def state_path(root: str) -> str:
     return root.rstrip("/") + STATE_SUFFIX
 
@@ -106,6 +153,11 @@ def tar_create(root: str, state: str) -> list[str]:
 def tar_extract(target: str, files_format: str) -> list[str]:
     incremental = ["--listed-incremental=/dev/null"] if files_format == INCREMENTAL_FORMAT else []
     return ["tar", "-C", target, "--numeric-owner", *incremental, "-xpf", "-"]
+
+
+def read_state(executor: Executor, path: str) -> bytes:
+    with executor.get(path) as stream:
+        return stream.read()
 
 
 def adopt_state(executor: Executor, root: str, work_state: str) -> None:

@@ -29,8 +29,11 @@ from tma_ops.files_archive import (
     FilesPlan,
     adopt_state,
     archive_stream,
+    current_directory_ids,
     discard_state,
     plan_files,
+    read_state,
+    renamed_directories,
     state_digest,
     state_path,
 )
@@ -131,13 +134,8 @@ def create_snapshot(
     pause_point("snapshot:after-db")
     work_state = f"{state_path(env.root)}.{snapshot_id}"
     try:
-        files_part = upload_part(
-            store,
-            sealing.key_for(prefix + plan.key_stem),
-            lambda: archive_stream(executor, env.root, plan, work_state),
-            sealing=sealing,
-            progress=progress,
-            total=tree_size(executor, env.root),
+        plan, files_part = _upload_files(
+            executor, env.root, store, prefix, plan, work_state, sealing, progress
         )
         manifest = Manifest(
             site=site.name,
@@ -164,6 +162,44 @@ def create_snapshot(
         raise
     adopt_state(executor, env.root, work_state)
     return manifest
+
+
+def _upload_files(
+    executor: Executor,
+    root: str,
+    store: Store,
+    prefix: str,
+    plan: FilesPlan,
+    work_state: str,
+    sealing: Sealing,
+    progress: TransferProgress,
+) -> tuple[FilesPlan, Part]:
+    """The files archive as planned; an increment in which tar saw renames is redone in full."""
+    total = tree_size(executor, root)
+    part = upload_part(
+        store,
+        sealing.key_for(prefix + plan.key_stem),
+        lambda: archive_stream(executor, root, plan, work_state),
+        sealing=sealing,
+        progress=progress,
+        total=total,
+    )
+    if plan.level == 0:
+        return plan, part
+    state = read_state(executor, state_path(root))
+    if not renamed_directories(state, current_directory_ids(executor, root)):
+        return plan, part
+    store.delete(part.key)
+    full = FilesPlan(None, 0)
+    part = upload_part(
+        store,
+        sealing.key_for(prefix + full.key_stem),
+        lambda: archive_stream(executor, root, full, work_state),
+        sealing=sealing,
+        progress=progress,
+        total=total,
+    )
+    return full, part
 
 
 def lock_objects(store: Store, object_lock: ObjectLock | None, keys: list[str]) -> None:

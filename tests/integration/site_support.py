@@ -147,7 +147,7 @@ def modify_production(site: Site) -> None:
     (root / "uploads" / "big" / "blob-1.bin").unlink()
     (root / "uploads" / "Résumé — été ✓ 日本.txt").unlink()
     (root / "cache" / "empty" / "nested").rmdir()
-    (root / "new" / "dir").mkdir(parents=True)
+    (root / "new" / "dir").mkdir(parents=True, exist_ok=True)
     (root / "new" / "dir" / "added.txt").write_text("added after the snapshot\n")
     (root / "bin" / "cron.sh").chmod(0o644)
     (root / "latest.png").unlink()
