@@ -176,14 +176,18 @@ def _upload_files(
 ) -> tuple[FilesPlan, Part]:
     """The files archive as planned; an increment in which tar saw renames is redone in full."""
     total = tree_size(executor, root)
-    part = upload_part(
-        store,
-        sealing.key_for(prefix + plan.key_stem),
-        lambda: archive_stream(executor, root, plan, work_state),
-        sealing=sealing,
-        progress=progress,
-        total=total,
-    )
+
+    def upload(files: FilesPlan) -> Part:
+        return upload_part(
+            store,
+            sealing.key_for(prefix + files.key_stem),
+            lambda: archive_stream(executor, root, files, work_state),
+            sealing=sealing,
+            progress=progress,
+            total=total,
+        )
+
+    part = upload(plan)
     if plan.level == 0:
         return plan, part
     state = read_state(executor, state_path(root))
@@ -191,15 +195,7 @@ def _upload_files(
         return plan, part
     store.delete(part.key)
     full = FilesPlan(None, 0)
-    part = upload_part(
-        store,
-        sealing.key_for(prefix + full.key_stem),
-        lambda: archive_stream(executor, root, full, work_state),
-        sealing=sealing,
-        progress=progress,
-        total=total,
-    )
-    return full, part
+    return full, upload(full)
 
 
 def lock_objects(store: Store, object_lock: ObjectLock | None, keys: list[str]) -> None:

@@ -16,21 +16,13 @@ import yaml
 from snapbench import sitegen
 from snapbench.measure import Run, measured
 from snapbench.services import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, Services
+from tma_ops.dbs.mysql import DUMP_FLAGS
 
 CHILD = Path(__file__).with_name("child.py")
 SITE = "bench"
 AWS = "/usr/bin/aws"  # Debian's awscli
-# The flags tma-ops' MariaDB engine gives mysqldump (tma_ops/dbs/mysql.py), for the raw side too.
-MYSQLDUMP_FLAGS = [
-    "--single-transaction",
-    "--routines",
-    "--triggers",
-    "--events",
-    "--hex-blob",
-    "--default-character-set=utf8mb4",
-    "--add-drop-table",
-    "--no-tablespaces",
-]
+# The flags tma-ops' MariaDB engine gives mysqldump, for the raw side too.
+MYSQLDUMP_FLAGS = DUMP_FLAGS
 
 
 @dataclass

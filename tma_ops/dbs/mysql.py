@@ -77,6 +77,18 @@ _HINTS = (
 )
 
 
+DUMP_FLAGS = [
+    "--single-transaction",
+    "--routines",
+    "--triggers",
+    "--events",
+    "--hex-blob",
+    "--default-character-set=utf8mb4",
+    "--add-drop-table",
+    "--no-tablespaces",  # MySQL 8 would otherwise require the PROCESS privilege
+]
+
+
 class MysqlEngine(ServerEngine):
     name = "mysql"
     extension = "sql"
@@ -94,14 +106,7 @@ class MysqlEngine(ServerEngine):
             argv = [
                 "mysqldump",
                 f"--defaults-extra-file={options}",
-                "--single-transaction",
-                "--routines",
-                "--triggers",
-                "--events",
-                "--hex-blob",
-                "--default-character-set=utf8mb4",
-                "--add-drop-table",
-                "--no-tablespaces",  # MySQL 8 would otherwise require the PROCESS privilege
+                *DUMP_FLAGS,
                 "--",
                 self.database,
             ]
