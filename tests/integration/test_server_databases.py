@@ -588,10 +588,12 @@ def test_a_failed_postgres_restore_changes_nothing(
     engine.discard(executor, token)
 
 
+@pytest.mark.parametrize("kept", [0.5, 0.9, -4096])
 def test_a_postgres_archive_damaged_after_prepare_rolls_back(
-    postgres_server: pg.PostgresServer, executor: LocalExecutor
+    postgres_server: pg.PostgresServer, executor: LocalExecutor, kept: float
 ) -> None:
-    """pg_restore dies halfway through its output: no COMMIT reaches psql, nothing changes."""
+    """pg_restore dies partway through its output (inside a table's data or after it): no
+    COMMIT reaches psql, nothing changes, and the archive is named as the cause."""
     backend = Backend("postgresql", POSTGRES, postgres_server)
     live = backend.new_database()
     backend.sql(live, POSTGRES.filler)
@@ -600,7 +602,8 @@ def test_a_postgres_archive_damaged_after_prepare_rolls_back(
     backend.sql(live, POSTGRES.intrude)
     before = engine.fingerprint(executor)
     token = engine.prepare(executor, io.BytesIO(data))
-    Path(token).write_bytes(data[: len(data) - 4096])
+    cut = int(len(data) * kept) if kept > 0 else len(data) + int(kept)
+    Path(token).write_bytes(data[:cut])
 
     with pytest.raises(IntegrityError, match="rolled back: pg_restore could not read"):
         engine.commit(executor, token)

@@ -43,13 +43,17 @@ _FEED_FAILED = 90
 _PSQL = ["psql", "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1"]
 
 # $1 prologue, $2 staged archive, $3 file for pg_restore's exit status (a pipeline loses it).
+# A pg_restore that fails on its own (not killed by SIGPIPE = 141 because psql stopped first)
+# means the archive could not be read, whatever psql then made of the cut-off stream.
 _RESTORE = f"""
 test -r "$1" && test -r "$2" || {{ echo "staged restore files are missing" >&2; exit 66; }}
 {{ cat -- "$1" && pg_restore --single-transaction --no-owner --no-privileges -f - -- "$2"
   echo $? > "$3"; }} | {" ".join(_PSQL)} -o /dev/null
 rc=$?
-[ "$rc" -eq 0 ] || exit "$rc"
-read feed < "$3" && [ "$feed" = 0 ] || exit {_FEED_FAILED}
+read feed < "$3" || feed=unknown
+[ "$feed" = 0 ] && exit "$rc"
+[ "$rc" -ne 0 ] && [ "$feed" = 141 ] && exit "$rc"
+exit {_FEED_FAILED}
 """
 
 _USER_SCHEMA = "n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'"
