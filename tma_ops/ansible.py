@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from tma_ops.errors import StackError
+from tma_ops.faults import pause_point
 from tma_ops.journal import Journal
 from tma_ops.model import Environment, ExecutorSpec
 from tma_ops.redact import REDACTED, Redactor, is_secret_key
@@ -99,6 +100,12 @@ class PlaybookContext:
     step: str
     secrets: tuple[str, ...] = ()
     keep_artifacts: Path | None = None
+    pause_label: str = ""  # names the crash-test pause points after each applied component
+
+    def applied(self, component: str) -> None:
+        """Drivers call this once a component is installed: a crash test may stop the run here."""
+        if self.pause_label:
+            pause_point(f"{self.pause_label}:after-{component}")
 
     def run(self, playbook: str, env: Environment, extravars: dict[str, Any]) -> PlaybookResult:
         return run_playbook(

@@ -21,7 +21,6 @@ from tma_ops.errors import InventoryError
 from tma_ops.inventory_errors import describe_validation_error, error_key, first_error, line_of
 from tma_ops.model import (
     AGE_RECIPIENT,
-    ArchiveStack,
     Database,
     Encryption,
     Environment,
@@ -34,6 +33,7 @@ from tma_ops.model import (
     StoreSpec,
     UpdatePolicy,
 )
+from tma_ops.model_stacks import ArchiveStack, Stack
 
 __all__ = [
     "ArchiveStack",
@@ -255,9 +255,16 @@ def _with_resolved_paths(site: Site, base: Path) -> Site:
         name: _resolved_environment(env, base, f"sites.{site.name}.environments.{name}")
         for name, env in site.environments.items()
     }
-    stack = site.stack.model_copy(update={"channel": str(_resolve(base, site.stack.channel))})
+    stack = _resolved_stack(site.stack, base)
     store = _resolved_store(site.store, base, f"sites.{site.name}.store")
     return site.model_copy(update={"environments": environments, "stack": stack, "store": store})
+
+
+def _resolved_stack(stack: Stack, base: Path) -> Stack:
+    channel = getattr(stack, "channel", None)
+    if channel is None:
+        return stack
+    return stack.model_copy(update={"channel": str(_resolve(base, channel))})
 
 
 def _resolved_store(store: StoreSpec, base: Path, key: str) -> StoreSpec:

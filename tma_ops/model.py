@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tma_ops.errors import InventoryError
+from tma_ops.model_stacks import Stack
 
 Tier = Literal["essentiel", "business", "critique"]
 SemverClass = Literal["patch", "minor", "major"]
@@ -145,13 +146,6 @@ class Environment(Strict):
         return self
 
 
-class ArchiveStack(Strict):
-    kind: Literal["archive"]
-    channel: str
-    components_dir: str
-    version_file: str = "VERSION"
-
-
 class Retention(Strict):
     """restic's meaning: the last N snapshots, plus the newest one of each of the last N days,
     weeks (ISO), months and years that have snapshots. -1 means every period."""
@@ -246,7 +240,7 @@ class Site(Strict):
     name: str
     tier: Tier
     store: StoreSpec
-    stack: ArchiveStack
+    stack: Stack
     environments: dict[Literal["production", "staging"], Environment]
     retention: Retention = Retention()
     updates: UpdatePolicy = UpdatePolicy()

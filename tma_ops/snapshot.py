@@ -16,7 +16,6 @@ import json
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from tma_ops.config import Site
 from tma_ops.dbs import database_of
@@ -40,7 +39,7 @@ from tma_ops.files_archive import (
 from tma_ops.model import ObjectLock
 from tma_ops.parts import Part, Sealing, check_stored_bytes, reading_part, upload_part
 from tma_ops.progress import SILENT, TransferProgress
-from tma_ops.stacks.archive import ArchiveStack
+from tma_ops.stacks.registry import driver_for
 from tma_ops.stores import Store
 
 FORMAT_VERSION = 1
@@ -98,11 +97,6 @@ def new_snapshot_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
-def stack_of(site: Site) -> ArchiveStack:
-    stack = site.stack
-    return ArchiveStack(Path(stack.channel), stack.components_dir, stack.version_file)
-
-
 def create_snapshot(
     site: Site,
     env_name: str,
@@ -117,7 +111,7 @@ def create_snapshot(
     sealing = Sealing.of(site.store.encryption)
     snapshot_id = new_snapshot_id()
     prefix = f"{snapshots_prefix(site.name)}{snapshot_id}/"
-    components = {c.name: c.version for c in stack_of(site).inventory(executor, env.root)}
+    components = {c.name: c.version for c in driver_for(site.stack).inventory(env)}
     earlier = list_snapshots(store, site.name)
     plan = plan_files(
         earlier, env_name, state_digest(executor, state_path(env.root)), site.store.full_every

@@ -97,7 +97,7 @@ def executor() -> LocalExecutor:
 
 
 def update_to(stack: ArchiveStack, executor: LocalExecutor, site: Path, name: str) -> Update:
-    available = stack.available(stack.inventory(executor, str(site)))
+    available = stack.available(environment(site), stack.inventory_at(executor, str(site)))
     return next(u for u in available if u.component == name)
 
 
@@ -124,7 +124,7 @@ def test_inventory_lists_components_sorted(
     stack: ArchiveStack, executor: LocalExecutor, site: Path
 ) -> None:
     (plugins_dir(site) / ".tma-new-forms").mkdir()  # leftovers are not components
-    assert stack.inventory(executor, str(site)) == [
+    assert stack.inventory_at(executor, str(site)) == [
         Component("forms", "1.0.0"),
         Component("seo", "3.1"),
         Component("shop", "2.4.1"),
@@ -136,20 +136,20 @@ def test_inventory_names_missing_version_file(
 ) -> None:
     (plugins_dir(site) / "seo" / "VERSION").unlink()
     with pytest.raises(StackError, match=r"wp-content/plugins/seo/VERSION: version file missing"):
-        stack.inventory(executor, str(site))
+        stack.inventory_at(executor, str(site))
 
 
 def test_inventory_without_components_dir(
     stack: ArchiveStack, executor: LocalExecutor, tmp_path: Path
 ) -> None:
     with pytest.raises(StackError, match="components directory not found"):
-        stack.inventory(executor, str(tmp_path / "nowhere"))
+        stack.inventory_at(executor, str(tmp_path / "nowhere"))
 
 
 def test_available_picks_newest_per_component(
     stack: ArchiveStack, executor: LocalExecutor, site: Path, channel: Path
 ) -> None:
-    updates = stack.available(stack.inventory(executor, str(site)))
+    updates = stack.available(environment(site), stack.inventory_at(executor, str(site)))
     assert updates == [
         Update(
             "forms",
@@ -170,9 +170,9 @@ def test_available_picks_newest_per_component(
     ]
 
 
-def test_available_rejects_unparsable_installed_version(stack: ArchiveStack) -> None:
+def test_available_rejects_unparsable_installed_version(stack: ArchiveStack, site: Path) -> None:
     with pytest.raises(StackError, match="forms: installed version 'trunk'"):
-        stack.available([Component("forms", "trunk")])
+        stack.available(environment(site), [Component("forms", "trunk")])
 
 
 @pytest.mark.parametrize("name", ["forms", "shop"])  # zip and tar.gz
@@ -181,7 +181,7 @@ def test_apply_replaces_component(
 ) -> None:
     before = tree(site)
     update = update_to(stack, executor, site, name)
-    stack.apply(environment(site), update, CONTEXT)
+    stack.apply_one(environment(site), update, CONTEXT)
 
     after = tree(site)
     live = f"{PLUGINS}/{name}"
@@ -192,17 +192,17 @@ def test_apply_replaces_component(
     untouched = {k: v for k, v in before.items() if not k.startswith(live + "/")}
     assert {k: v for k, v in after.items() if not k.startswith(live + "/")} == untouched
     assert leftovers(site) == []
-    assert stack.inventory(executor, str(site))[["forms", "seo", "shop"].index(name)] == Component(
-        name, update.to_version
-    )
+    assert stack.inventory_at(executor, str(site))[
+        ["forms", "seo", "shop"].index(name)
+    ] == Component(name, update.to_version)
 
 
 def test_apply_twice_is_a_no_op(stack: ArchiveStack, executor: LocalExecutor, site: Path) -> None:
     update = update_to(stack, executor, site, "forms")
-    stack.apply(environment(site), update, CONTEXT)
+    stack.apply_one(environment(site), update, CONTEXT)
     once = tree(site)
     (stack.channel / update.artifact).unlink()  # not even read when already applied
-    stack.apply(environment(site), update, CONTEXT)
+    stack.apply_one(environment(site), update, CONTEXT)
     assert tree(site) == once
 
 
@@ -213,7 +213,7 @@ def test_apply_refuses_tampered_archive(
     before = tree(site)
     write_zip(stack.channel / update.artifact, plugin("forms", "1.2.0", "<?php evil()"))
     with pytest.raises(IntegrityError, match=r"forms-1.2.0.zip changed since it was planned"):
-        stack.apply(environment(site), update, CONTEXT)
+        stack.apply_one(environment(site), update, CONTEXT)
     assert tree(site) == before
     assert leftovers(site) == []
 
@@ -224,7 +224,7 @@ def test_apply_refuses_missing_archive(
     update = update_to(stack, executor, site, "forms")
     (stack.channel / update.artifact).unlink()
     with pytest.raises(IntegrityError, match="changed since it was planned: it is gone"):
-        stack.apply(environment(site), update, CONTEXT)
+        stack.apply_one(environment(site), update, CONTEXT)
 
 
 @pytest.mark.parametrize(
@@ -246,7 +246,7 @@ def test_apply_refuses_wrong_content(
     update = Update("forms", "1.0.0", "1.2.0", "minor", artifact.name, sha256(artifact))
     before = tree(site)
     with pytest.raises(StackError, match=message):
-        stack.apply(environment(site), update, CONTEXT)
+        stack.apply_one(environment(site), update, CONTEXT)
     assert tree(site) == before
     assert leftovers(site) == []
 
@@ -259,7 +259,7 @@ def test_apply_refuses_corrupt_archive(
     update = Update("forms", "1.0.0", "1.2.0", "minor", artifact.name, sha256(artifact))
     before = tree(site)
     with pytest.raises(StackError, match=r"forms-1\.2\.0\.zip"):
-        stack.apply(environment(site), update, CONTEXT)
+        stack.apply_one(environment(site), update, CONTEXT)
     assert tree(site) == before
 
 
@@ -301,7 +301,7 @@ def test_apply_refuses_zip_slip(
     update = Update("forms", "1.0.0", "1.2.0", "minor", artifact.name, sha256(artifact))
     before_site, before_tmp = tree(site), sorted(tmp_path.rglob("*"))
     with pytest.raises(StackError, match=message):
-        stack.apply(environment(site), update, CONTEXT)
+        stack.apply_one(environment(site), update, CONTEXT)
     assert tree(site) == before_site
     assert sorted(tmp_path.rglob("*")) == before_tmp
     assert not Path("/tmp/tma-evil.php").exists()
@@ -318,7 +318,7 @@ def test_apply_recovers_from_crash_mid_swap(
     (plugins / ".tma-new-forms" / "forms" / "half.php").write_text("partial")
     (plugins / ".tma-incoming-forms.zip.partial").write_bytes(b"trunc")
 
-    stack.apply(environment(site), update, CONTEXT)
+    stack.apply_one(environment(site), update, CONTEXT)
 
     after = tree(site)
     assert after[f"{PLUGINS}/forms/VERSION"].startswith(b"1.2.0\n")
@@ -339,7 +339,7 @@ def test_apply_finishes_crash_after_swap(
         (plugins / rel).parent.mkdir(parents=True, exist_ok=True)
         (plugins / rel).write_bytes(data)
 
-    stack.apply(environment(site), update, CONTEXT)
+    stack.apply_one(environment(site), update, CONTEXT)
 
     assert (plugins / "forms" / "VERSION").read_text().startswith("1.2.0\n")
     assert leftovers(site) == []
@@ -353,7 +353,7 @@ def test_apply_restores_old_copy_when_new_archive_is_bad(
     update = Update("forms", "1.0.0", "1.2.0", "minor", artifact.name, sha256(artifact))
     (plugins / "forms").rename(plugins / ".tma-old-forms")
     with pytest.raises(StackError, match=r"expected 1\.2\.0"):
-        stack.apply(environment(site), update, CONTEXT)
+        stack.apply_one(environment(site), update, CONTEXT)
     assert (plugins / "forms" / "VERSION").read_text().startswith("1.0.0\n")
     assert leftovers(site) == []
 
@@ -364,7 +364,7 @@ def test_apply_requires_installed_component(
     artifact = channel / "forms-1.2.0.zip"
     update = Update("ghost", "1.0", "1.2.0", "minor", "ghost-1.2.0.zip", sha256(artifact))
     with pytest.raises(StackError, match="plugins/ghost: component not installed"):
-        stack.apply(environment(site), update, CONTEXT)
+        stack.apply_one(environment(site), update, CONTEXT)
 
 
 def test_apply_rejects_artifact_of_another_component(
@@ -372,4 +372,4 @@ def test_apply_rejects_artifact_of_another_component(
 ) -> None:
     update = Update("seo", "3.1", "1.2.0", "major", "forms-1.2.0.zip", "0" * 64)
     with pytest.raises(StackError, match="not an archive of seo"):
-        stack.apply(environment(site), update, CONTEXT)
+        stack.apply_one(environment(site), update, CONTEXT)

@@ -426,15 +426,15 @@ CASES = [
             setitem(blog, "stack", {"kind": "wordpress", "channel": "c", "components_dir": "p"})
         ),
         "tma.yaml",
-        "sites.blog.stack.kind:",
-        "expected 'archive'; got 'wordpress'",
-        id="unknown-stack-kind",
+        "sites.blog.stack.components_dir:",
+        "unknown key",
+        id="key-of-another-stack-kind",
     ),
     pytest.param(
         mutated(lambda d: defaults(d)["stack"].update(kind="drupal")),
         "tma.yaml",
         "sites.blog.stack.kind (from defaults.stack.kind):",
-        "expected 'archive'; got 'drupal'",
+        "expected one of 'archive', 'wordpress', 'python', 'node', 'docker'; got 'drupal'",
         id="unknown-stack-kind-in-defaults",
     ),
     pytest.param(

@@ -16,14 +16,15 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+from collections.abc import Sequence
 from pathlib import Path
 
-from tma_ops import config
+from tma_ops import model_stacks
 from tma_ops.ansible import PlaybookContext, PlaybookFailed, PlaybookResult
 from tma_ops.errors import IntegrityError, StackError
-from tma_ops.executors import Executor
+from tma_ops.executors import Executor, open_executor
 from tma_ops.model import Environment
-from tma_ops.stacks import Component, Update
+from tma_ops.stacks import Applied, Component, Update, changes_between
 from tma_ops.streams import HashingReader
 from tma_ops.updates import (
     newest_above,
@@ -64,10 +65,13 @@ class ArchiveStack:
         self.version_file = version_file
 
     @classmethod
-    def from_config(cls, spec: config.ArchiveStack) -> ArchiveStack:
+    def from_config(cls, spec: model_stacks.ArchiveStack) -> ArchiveStack:
         return cls(Path(spec.channel), spec.components_dir, spec.version_file)
 
-    def inventory(self, executor: Executor, root: str) -> list[Component]:
+    def inventory(self, env: Environment) -> list[Component]:
+        return self.inventory_at(open_executor(env.executor), env.root)
+
+    def inventory_at(self, executor: Executor, root: str) -> list[Component]:
         components = self._components(root)
         out = _run_script(executor, _LIST, components)
         names = json.loads(out)
@@ -76,7 +80,7 @@ class ArchiveStack:
             for name in names
         ]
 
-    def available(self, installed: list[Component]) -> list[Update]:
+    def available(self, env: Environment, installed: list[Component]) -> list[Update]:
         archives = parse_archive_names(self._channel_files())
         updates = []
         for component in installed:
@@ -91,7 +95,22 @@ class ArchiveStack:
                 updates.append(self._update_to(component, newest.file, newest.version_text))
         return updates
 
-    def apply(self, env: Environment, update: Update, context: PlaybookContext) -> PlaybookResult:
+    def pending_migrations(self, env: Environment) -> list[str]:
+        return []  # archives carry code only
+
+    def apply(
+        self, env: Environment, updates: Sequence[Update], context: PlaybookContext
+    ) -> Applied:
+        """Apply a pinned plan on `env`, one archive after the other (see apply_one)."""
+        before = self.inventory(env)
+        for update in updates:
+            self.apply_one(env, update, context)
+            context.applied(update.component)
+        return Applied(changes_between(before, self.inventory(env)))
+
+    def apply_one(
+        self, env: Environment, update: Update, context: PlaybookContext
+    ) -> PlaybookResult:
         """Apply one planned update on `env` through playbooks/archive-update.yml.
 
         Raises ArchiveChanged (a StackError and an IntegrityError) when the channel archive is not

@@ -7,10 +7,8 @@ from typing import Any
 
 from tma_ops.ansible import PlaybookContext
 from tma_ops.config import Site
-from tma_ops.executors import open_executor
-from tma_ops.faults import pause_point
-from tma_ops.snapshot import stack_of
 from tma_ops.stacks import Update
+from tma_ops.stacks.registry import driver_for
 from tma_ops.steps import RunContext
 from tma_ops.updates import select_updates
 
@@ -18,9 +16,9 @@ from tma_ops.updates import select_updates
 def compute_plan(site: Site, env_name: str) -> tuple[list[Update], list[tuple[Update, str]]]:
     """Updates available for the components installed on env, split by the site's policy."""
     env = site.environment(env_name)
-    stack = stack_of(site)
-    installed = stack.inventory(open_executor(env.executor), env.root)
-    return select_updates(stack.available(installed), site.updates)
+    stack = driver_for(site.stack)
+    installed = stack.inventory(env)
+    return select_updates(stack.available(env, installed), site.updates)
 
 
 def plan_updates(ctx: RunContext) -> dict[str, Any]:
@@ -51,18 +49,20 @@ def promote_to_production(ctx: RunContext) -> dict[str, Any]:
 
 def _apply_plan(ctx: RunContext, env_name: str) -> dict[str, Any]:
     env = ctx.site.environment(env_name)
-    stack = stack_of(ctx.site)
     playbooks = PlaybookContext(
         journal=ctx.journal,
         run_id=ctx.run_id,
         site=ctx.site.name,
         step="apply_staging" if env_name == "staging" else "promote",
         secrets=tuple(ctx.site.secrets()),
+        pause_label=f"apply-{env_name}",
     )
-    applied = []
-    for update in planned_updates(ctx):
-        stack.apply(env, update, playbooks)
-        applied.append(update.component)
+    updates = planned_updates(ctx)
+    applied = driver_for(ctx.site.stack).apply(env, updates, playbooks)
+    for update in updates:
         ctx.tell(f"{env_name}: applied {update.describe()}")
-        pause_point(f"apply-{env_name}:after-{update.component}")
-    return {"applied": applied}
+    return {
+        "applied": [u.component for u in updates],
+        "changes": [asdict(c) for c in applied.changes],
+        "migrations": applied.migrations,
+    }

@@ -48,8 +48,9 @@ def check_environment(site: Site, env_name: str) -> dict[str, Any]:
 def preflight(ctx: RunContext) -> dict[str, Any]:
     site = ctx.site
     data = {name: check_environment(site, name) for name in ("production", "staging")}
-    if not Path(site.stack.channel).is_dir():
-        raise TmaError(f"{site.name}: update channel {site.stack.channel} is not a directory")
+    channel = getattr(site.stack, "channel", None)
+    if channel is not None and not Path(channel).is_dir():
+        raise TmaError(f"{site.name}: update channel {channel} is not a directory")
     ctx.store.list(snapshots_prefix(site.name))
     ctx.tell("preflight ok: production and staging reachable, disk and store ok")
     return data
