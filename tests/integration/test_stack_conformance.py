@@ -8,7 +8,7 @@ import pytest
 from stack_conformance_support import CONTEXT, DriverCase
 
 from tma_ops.errors import TmaError
-from tma_ops.stacks import Change
+from tma_ops.stacks import Change, Component, Update
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +24,15 @@ def case(request: pytest.FixtureRequest) -> DriverCase:
     return built
 
 
-def planned(case: DriverCase):  # type: ignore[no-untyped-def]
+def planned(case: DriverCase) -> tuple[list[Component], Update]:
+    """The case's update as the driver offers it (a driver may offer one version per class)."""
     installed = case.driver.inventory(case.env)
     offered = case.driver.available(case.env, installed)
-    return installed, next(u for u in offered if u.component == case.component)
+    wanted = [
+        u for u in offered if (u.component, u.to_version) == (case.component, case.to_version)
+    ]
+    assert wanted, f"{case.component} {case.to_version} not offered: {offered}"
+    return installed, wanted[0]
 
 
 def test_inventory_names_each_component_once_with_a_version(case: DriverCase) -> None:

@@ -22,6 +22,8 @@ class RunContext:
     outputs: Outputs
     progress: TransferProgress
     say: Callable[[str], None]
+    # Components whose major updates the operator approved for this run ("*": all of them).
+    approved: frozenset[str] = frozenset()
 
     def record(self, step: str, status: str, data: dict[str, Any] | None = None) -> None:
         self.journal.append(
