@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Sequence
 from types import FrameType
 
-from tma_ops import __version__, commands, commands_prune, commands_verify
+from tma_ops import __version__, commands, commands_plan, commands_prune, commands_verify
 from tma_ops.errors import EXIT_ERROR, EXIT_INTERRUPTED, TmaError
 
 EPILOG = """exit codes:
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_snapshots(sub, common)
     _add_verify(sub, common)
     _add_cycle(sub, common)
+    commands_plan.add_plan_parser(sub, common)
     _add_prune(sub, common)
     _add_lock(sub, common)
     _add_journal(sub, common)
@@ -149,6 +150,7 @@ def _add_cycle(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         action="store_true",
         help="take over a lock left by a process that is gone",
     )
+    commands_plan.add_approve_option(cycle)
     cycle.set_defaults(handler=commands.cycle)
 
 

@@ -25,9 +25,10 @@ from tma_ops.lock import SiteLock
 from tma_ops.operations import manual_restore, manual_snapshot
 from tma_ops.progress import TransferProgress
 from tma_ops.snapshot import list_snapshots, resolve_snapshot
-from tma_ops.steps.apply import compute_plan
+from tma_ops.steps.plan import compute_plan
 from tma_ops.stores import open_store
 from tma_ops.units import human_size
+from tma_ops.update_policy import approvals
 
 JOURNAL_FILE = "journal.sqlite"
 
@@ -220,6 +221,7 @@ def _cycle_one(
             progress=progress_for(args),
             say=quiet if args.json else say,
             break_stale_lock=args.break_stale_lock,
+            approved=approvals(args.approve),
         )
     except TmaError as exc:
         if not keep_going:
@@ -241,13 +243,15 @@ def _print_summary(args: argparse.Namespace, summary: RunSummary) -> None:
         args,
         asdict(summary),
         f"== {summary.site}: {summary.outcome} (run {summary.run_id}); "
-        f"updates: {updates}; production {summary.production}",
+        f"updates: {updates}; production {summary.production}"
+        + (f"; culprits held back: {', '.join(summary.culprits)}" if summary.culprits else ""),
     )
 
 
 def _print_plans(args: argparse.Namespace, sites: list[Site]) -> int:
     for site in sites:
-        selected, held = compute_plan(site, "production")
+        plan = compute_plan(site, "production", approved=approvals(args.approve))
+        selected, held = plan.planned, plan.held
         emit(
             args,
             {

@@ -257,7 +257,11 @@ def _with_resolved_paths(site: Site, base: Path) -> Site:
     }
     stack = _resolved_stack(site.stack, base)
     store = _resolved_store(site.store, base, f"sites.{site.name}.store")
-    return site.model_copy(update={"environments": environments, "stack": stack, "store": store})
+    sources = [s if "://" in s else str(_resolve(base, s)) for s in site.updates.advisories]
+    updates = site.updates.model_copy(update={"advisories": sources})
+    return site.model_copy(
+        update={"environments": environments, "stack": stack, "store": store, "updates": updates}
+    )
 
 
 def _resolved_stack(stack: Stack, base: Path) -> Stack:

@@ -19,6 +19,7 @@ from tma_ops.errors import RollbackFailed, StepFailed, TmaError
 from tma_ops.journal import Event, Journal
 from tma_ops.lock import SiteLock
 from tma_ops.policy import (
+    culprits,
     outcome_exit_code,
     production_state,
     resume_action,
@@ -27,7 +28,7 @@ from tma_ops.policy import (
 )
 from tma_ops.progress import SILENT, TransferProgress
 from tma_ops.steps import RunContext, Step
-from tma_ops.steps.apply import apply_on_staging, plan_updates, promote_to_production
+from tma_ops.steps.apply import apply_on_staging, promote_to_production
 from tma_ops.steps.backup import (
     pre_promotion_snapshot,
     prune_snapshots,
@@ -37,6 +38,8 @@ from tma_ops.steps.backup import (
     snapshot_production,
     verify_production_snapshot,
 )
+from tma_ops.steps.bisect import bisect_staging
+from tma_ops.steps.plan import plan_updates
 from tma_ops.steps.preflight import preflight
 from tma_ops.steps.smoke import smoke_production, smoke_staging
 from tma_ops.stores import Store
@@ -49,6 +52,7 @@ STEPS = [
     Step("plan", "plan updates", plan_updates),
     Step("apply_staging", "apply on staging", apply_on_staging),
     Step("smoke_staging", "smoke staging", smoke_staging),
+    Step("bisect", "bisect the failed batch", bisect_staging),
     Step("reset_staging", "reset staging", reset_staging),
     Step("pre_promotion_snapshot", "pre-promotion snapshot", pre_promotion_snapshot),
     Step("promote", "promote to production", promote_to_production, touches_production=True),
@@ -76,6 +80,7 @@ class RunSummary:
     exit_code: int
     resumed: bool = False
     updates: list[dict[str, Any]] = field(default_factory=list)
+    culprits: list[str] = field(default_factory=list)  # updates held back: they broke staging
     snapshots: dict[str, str] = field(default_factory=dict)
     error: str | None = None
 
@@ -131,6 +136,7 @@ def run_cycle(
     progress: TransferProgress = SILENT,
     say: Callable[[str], None] = print,
     break_stale_lock: bool = False,
+    approved: frozenset[str] = frozenset(),
 ) -> RunSummary:
     lock = SiteLock(state_dir, site.name)
     run_id = new_run_id()
@@ -145,6 +151,7 @@ def run_cycle(
             dict(pending.outputs) if pending else {},
             progress,
             say,
+            approved=approved,
         )
         if stale is not None:
             ctx.record("lock", "broken", {"stale_owner": stale.describe()})
@@ -246,6 +253,7 @@ def _finish(ctx: RunContext, outcome: str, *, resumed: bool) -> RunSummary:
         exit_code=outcome_exit_code(outcome),
         resumed=resumed,
         updates=ctx.outputs.get("plan", {}).get("updates", []),
+        culprits=culprits(ctx.outputs),
         snapshots={
             name: data["snapshot_id"]
             for name, data in ctx.outputs.items()
@@ -259,6 +267,7 @@ def _finish(ctx: RunContext, outcome: str, *, resumed: bool) -> RunSummary:
             "outcome": outcome,
             "production": summary.production,
             "updates": summary.updates,
+            "culprits": summary.culprits,
             "snapshots": summary.snapshots,
         },
     )

@@ -231,9 +231,44 @@ class StoreSpec(Strict):
         return [self.secret_access_key] if self.secret_access_key else []
 
 
+CooldownDays = Annotated[int, Field(ge=0, le=3650)]
+
+
 class UpdatePolicy(Strict):
+    """Which available updates a cycle plans; tma_ops.update_policy holds the rules.
+
+    `allow` and `cooldown` left out take the site tier's defaults. A security fix named by the
+    advisories is planned whatever allow, hold and cooldown say; a major needs an approval
+    (`--approve COMPONENT` for one run, or `approve` here for a major line).
+    """
+
+    # Classes planned without a security reason. Not written: the tier's (essentiel: none, only
+    # security fixes; business and critique: all three).
     allow: list[SemverClass] = ["patch", "minor", "major"]
-    hold: dict[str, str] = {}
+    hold: dict[str, str] = {}  # component -> why it waits
+    cooldown: dict[SemverClass, CooldownDays] = {}  # days since release per class, else tier's
+    unknown_release: Literal["plan", "hold"] = "plan"  # a version with no known release date
+    approve: dict[str, str] = {}  # component -> approved major line: "4" takes majors to 4.x
+    advisories: list[str] = []  # OSV files or directories (from the inventory's dir), http(s)
+    ecosystem: Literal["PyPI", "npm", "WordPress"] | None = None  # for components with none
+
+    @field_validator("approve", mode="before")
+    @classmethod
+    def _whole_number_lines(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: str(v) if type(v) is int else v for k, v in value.items()}
+        return value
+
+    @field_validator("advisories")
+    @classmethod
+    def _path_or_http_url(cls, value: list[str]) -> list[str]:
+        for source in value:
+            scheme = urlsplit(source).scheme if "://" in source else ""
+            if not source.strip() or scheme not in ("", "http", "https"):
+                raise ValueError(
+                    f"expected an OSV file or directory path, or an http(s) URL; got {source!r}"
+                )
+        return value
 
 
 class Site(Strict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tma_ops.errors import EXIT_OK, EXIT_ROLLED_BACK
+from tma_ops.errors import EXIT_OK, EXIT_ROLLED_BACK, EXIT_WARNINGS
 
 Outputs = dict[str, dict[str, Any]]
 
@@ -25,18 +25,34 @@ def production_passed(outputs: Outputs) -> bool:
     return bool(outputs.get("smoke_production", {}).get("ok"))
 
 
+def staging_failed(outputs: Outputs) -> bool:
+    return has_updates(outputs) and "smoke_staging" in outputs and not staging_passed(outputs)
+
+
+def promotable(outputs: Outputs) -> list[str]:
+    """The components production may get: the whole plan when staging passed, else what a
+    bisect of the failed batch found passing together."""
+    if staging_passed(outputs):
+        return [u["component"] for u in outputs["plan"]["updates"]]
+    return list(outputs.get("bisect", {}).get("promotable", []))
+
+
+def culprits(outputs: Outputs) -> list[str]:
+    return list(outputs.get("bisect", {}).get("culprits", []))
+
+
 def step_applies(step: str, outputs: Outputs) -> bool:
     """Whether a step runs, given what earlier steps of the run produced."""
     if step in ("apply_staging", "smoke_staging"):
         return has_updates(outputs)
-    if step == "reset_staging":
-        return has_updates(outputs) and "smoke_staging" in outputs and not staging_passed(outputs)
+    if step in ("bisect", "reset_staging"):
+        return staging_failed(outputs)
     if step in ("pre_promotion_snapshot", "promote", "smoke_production"):
-        return has_updates(outputs) and staging_passed(outputs)
+        return has_updates(outputs) and bool(promotable(outputs))
     if step == "rollback":
         return (
             has_updates(outputs)
-            and staging_passed(outputs)
+            and bool(promotable(outputs))
             and "smoke_production" in outputs
             and not production_passed(outputs)
         )
@@ -44,17 +60,19 @@ def step_applies(step: str, outputs: Outputs) -> bool:
 
 
 def run_outcome(outputs: Outputs) -> str:
-    """up-to-date | promoted | staging-failed | rolled-back, from a run's completed steps."""
+    """up-to-date | promoted | partly-promoted | staging-failed | rolled-back."""
     if not has_updates(outputs):
         return "up-to-date"
-    if not staging_passed(outputs):
+    if not promotable(outputs):
         return "staging-failed"
     if not production_passed(outputs):
         return "rolled-back"
-    return "promoted"
+    return "partly-promoted" if culprits(outputs) else "promoted"
 
 
 def outcome_exit_code(outcome: str) -> int:
+    if outcome == "partly-promoted":  # the culprits still need someone's attention
+        return EXIT_WARNINGS
     return EXIT_ROLLED_BACK if outcome in ("staging-failed", "rolled-back") else EXIT_OK
 
 
@@ -62,6 +80,7 @@ def production_state(outcome: str) -> str:
     return {
         "up-to-date": "unchanged",
         "promoted": "updated",
+        "partly-promoted": "updated, without the updates that failed on staging",
         "staging-failed": "unchanged (never touched)",
         "rolled-back": "restored to its pre-promotion snapshot",
     }.get(outcome, "unknown")

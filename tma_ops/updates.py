@@ -7,9 +7,6 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
-from tma_ops.config import UpdatePolicy
-from tma_ops.stacks import Update
-
 ARCHIVE_EXTENSIONS = ("tar.gz", "zip")
 
 
@@ -88,20 +85,3 @@ def same_version(a: str, b: str) -> bool:
     if va is not None and vb is not None:
         return va == vb
     return a == b
-
-
-def select_updates(
-    updates: Iterable[Update], policy: UpdatePolicy
-) -> tuple[list[Update], list[tuple[Update, str]]]:
-    """Split updates into (selected, held back with the reason), keeping their order."""
-    selected: list[Update] = []
-    held: list[tuple[Update, str]] = []
-    for update in updates:
-        if update.component in policy.hold:
-            held.append((update, f"on hold: {policy.hold[update.component]}"))
-        elif update.semver_class not in policy.allow:
-            allowed = ", ".join(policy.allow) or "none"
-            held.append((update, f"{update.semver_class} updates not allowed (allow: {allowed})"))
-        else:
-            selected.append(update)
-    return selected, held

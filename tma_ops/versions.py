@@ -35,6 +35,7 @@ class Parsed:
     release: tuple[int, ...]  # the numbers, padded to 3
     key: tuple[object, ...]  # total order within its scheme
     variant: str = ""  # docker tag suffix; only same-variant versions compare
+    epoch: int = 0  # PEP 440 epoch (`1!2.0`): a new epoch restarts the numbering
 
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Parsed):
@@ -54,12 +55,14 @@ def classify(scheme: str, old: str, new: str) -> str | None:
     """'major', 'minor' or 'patch' for a change from old to new; None if either does not parse.
 
     The most significant release part that changed decides; missing parts count as 0; anything
-    below the third number (pre-releases, a fourth number) is a patch. For wordpress the first
-    two numbers are the major release.
+    below the third number (pre-releases, a fourth number) is a patch; a PEP 440 epoch change is
+    a major. For wordpress the first two numbers are the major release.
     """
     a, b = parse(scheme, old), parse(scheme, new)
     if a is None or b is None:
         return None
+    if a.epoch != b.epoch:
+        return "major"
     if scheme == "wordpress":
         if a.release[:2] != b.release[:2]:
             return "major"
@@ -99,7 +102,7 @@ def newest_per_class(scheme: str, installed: str, versions: Iterable[str]) -> di
 
 def _is_prerelease(scheme: str, text: str) -> bool:
     if scheme == "semver":
-        match = _SEMVER.match(text)
+        match = _SEMVER.match(text.strip())
         return bool(match and match.group(4))
     if scheme == "docker":
         return False
@@ -119,7 +122,7 @@ def _parse_pep440(text: str) -> Parsed | None:
         version = Version(text)
     except InvalidVersion:
         return None
-    return Parsed(_padded(version.release), (version.epoch, version))
+    return Parsed(_padded(version.release), (version.epoch, version), epoch=version.epoch)
 
 
 def _parse_semver(text: str) -> Parsed | None:
@@ -144,4 +147,4 @@ def _parse_docker(text: str) -> Parsed | None:
     parsed = _parse_pep440(match.group(1))
     if parsed is None:
         return None
-    return Parsed(parsed.release, parsed.key, match.group(2) or "")
+    return Parsed(parsed.release, parsed.key, match.group(2) or "", parsed.epoch)

@@ -253,4 +253,6 @@ def _write_inventory(
         "tier": "business" if kind == "blog" else "critique",
         "environments": environments,
     }
+    if kind == "shop":  # its plan holds a major release of payments, approved for the site
+        document["sites"][name]["updates"] = {"approve": {"payments": "4"}}
     fleet.inventory_file.write_text(yaml.safe_dump(document, sort_keys=False))

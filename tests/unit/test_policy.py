@@ -11,7 +11,7 @@ import pytest
 from tma_ops import policy
 from tma_ops.config import Retention
 from tma_ops.cycle import STEPS
-from tma_ops.errors import EXIT_OK, EXIT_ROLLED_BACK
+from tma_ops.errors import EXIT_OK, EXIT_ROLLED_BACK, EXIT_WARNINGS
 from tma_ops.retention import snapshots_to_keep
 from tma_ops.steps.preflight import disk_shortfall
 
@@ -24,7 +24,11 @@ PROMOTING = {"pre_promotion_snapshot", "promote", "smoke_production"}
 
 
 def outputs_of(
-    *, updates: bool | None, staging_ok: bool | None = None, production_ok: bool | None = None
+    *,
+    updates: bool | None,
+    staging_ok: bool | None = None,
+    production_ok: bool | None = None,
+    bisect: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Outputs of a run so far: None means the step did not run (yet)."""
     outputs: dict[str, dict[str, Any]] = {"preflight": {}, "snapshot": {"snapshot_id": "s1"}}
@@ -32,9 +36,14 @@ def outputs_of(
         outputs["plan"] = {"updates": [UPDATE] if updates else [], "held": []}
     if staging_ok is not None:
         outputs["smoke_staging"] = {"ok": staging_ok, "results": []}
+    if bisect is not None:  # what passed together; the planned update is a culprit
+        outputs["bisect"] = {"rounds": [], "promotable": bisect, "culprits": [UPDATE["component"]]}
     if production_ok is not None:
         outputs["smoke_production"] = {"ok": production_ok, "results": []}
     return outputs
+
+
+BISECTING = {"bisect", "reset_staging"}
 
 
 # name: (outputs, the steps that apply)
@@ -42,9 +51,22 @@ STATES: dict[str, tuple[dict[str, dict[str, Any]], set[str]]] = {
     "before-plan": (outputs_of(updates=None), ALWAYS),
     "up-to-date": (outputs_of(updates=False), ALWAYS),
     "updates-planned": (outputs_of(updates=True), ALWAYS | UPDATING),
-    "staging-failed": (
-        outputs_of(updates=True, staging_ok=False),
-        ALWAYS | UPDATING | {"reset_staging"},
+    "staging-failed": (outputs_of(updates=True, staging_ok=False), ALWAYS | UPDATING | BISECTING),
+    "bisect-no-culprit-free-set": (
+        outputs_of(updates=True, staging_ok=False, bisect=[]),
+        ALWAYS | UPDATING | BISECTING,
+    ),
+    "bisect-found-a-passing-set": (
+        outputs_of(updates=True, staging_ok=False, bisect=["forms"]),
+        ALWAYS | UPDATING | BISECTING | PROMOTING,
+    ),
+    "partly-promoted": (
+        outputs_of(updates=True, staging_ok=False, bisect=["forms"], production_ok=True),
+        ALWAYS | UPDATING | BISECTING | PROMOTING,
+    ),
+    "partly-promoted-then-failed": (
+        outputs_of(updates=True, staging_ok=False, bisect=["forms"], production_ok=False),
+        ALWAYS | UPDATING | BISECTING | PROMOTING | {"rollback"},
     ),
     "staging-passed": (outputs_of(updates=True, staging_ok=True), ALWAYS | UPDATING | PROMOTING),
     "production-failed": (
@@ -60,7 +82,7 @@ STEP_NAMES = [step.name for step in STEPS]
 
 
 def test_the_table_covers_every_step_of_the_cycle() -> None:
-    named = ALWAYS | UPDATING | PROMOTING | {"reset_staging", "rollback"}
+    named = ALWAYS | UPDATING | PROMOTING | BISECTING | {"rollback"}
     assert named == set(STEP_NAMES)
 
 
@@ -91,6 +113,27 @@ def test_step_applies(state: str, step: str) -> None:
             id="rolled-back",
         ),
         pytest.param("production-passed", "promoted", EXIT_OK, "updated", id="promoted"),
+        pytest.param(
+            "bisect-no-culprit-free-set",
+            "staging-failed",
+            EXIT_ROLLED_BACK,
+            "unchanged (never touched)",
+            id="every-update-a-culprit",
+        ),
+        pytest.param(
+            "partly-promoted",
+            "partly-promoted",
+            EXIT_WARNINGS,
+            "updated, without the updates that failed on staging",
+            id="partly-promoted",
+        ),
+        pytest.param(
+            "partly-promoted-then-failed",
+            "rolled-back",
+            EXIT_ROLLED_BACK,
+            "restored to its pre-promotion snapshot",
+            id="partly-promoted-then-rolled-back",
+        ),
     ],
 )
 def test_run_outcome(state: str, outcome: str, exit_code: int, production: str) -> None:

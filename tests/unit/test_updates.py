@@ -3,15 +3,12 @@ from __future__ import annotations
 import pytest
 from packaging.version import Version
 
-from tma_ops.config import UpdatePolicy
-from tma_ops.stacks import Update
 from tma_ops.updates import (
     ArchiveName,
     newest_above,
     parse_archive_name,
     parse_archive_names,
     same_version,
-    select_updates,
     semver_class,
 )
 
@@ -110,63 +107,3 @@ def test_newest_above(
 )
 def test_same_version(a: str, b: str, expected: bool) -> None:
     assert same_version(a, b) is expected
-
-
-def _update(component: str, semver: str) -> Update:
-    return Update(component, "1.0.0", "2.0.0", semver, f"{component}-2.0.0.zip", "0" * 64)
-
-
-PATCH = _update("forms", "patch")
-MINOR = _update("seo", "minor")
-MAJOR = _update("shop", "major")
-
-
-@pytest.mark.parametrize(
-    ("policy", "selected", "held"),
-    [
-        (UpdatePolicy(), [PATCH, MINOR, MAJOR], []),
-        (
-            UpdatePolicy(allow=["patch", "minor"]),
-            [PATCH, MINOR],
-            [(MAJOR, "major updates not allowed (allow: patch, minor)")],
-        ),
-        (
-            UpdatePolicy(allow=["patch"]),
-            [PATCH],
-            [
-                (MINOR, "minor updates not allowed (allow: patch)"),
-                (MAJOR, "major updates not allowed (allow: patch)"),
-            ],
-        ),
-        (
-            UpdatePolicy(hold={"forms": "client freeze until March"}),
-            [MINOR, MAJOR],
-            [(PATCH, "on hold: client freeze until March")],
-        ),
-        (  # hold wins even when the class is allowed, and is reported instead of the class
-            UpdatePolicy(allow=["patch"], hold={"shop": "needs manual test"}),
-            [PATCH],
-            [
-                (MINOR, "minor updates not allowed (allow: patch)"),
-                (MAJOR, "on hold: needs manual test"),
-            ],
-        ),
-        (
-            UpdatePolicy(allow=[]),
-            [],
-            [
-                (u, f"{u.semver_class} updates not allowed (allow: none)")
-                for u in (PATCH, MINOR, MAJOR)
-            ],
-        ),
-        (UpdatePolicy(hold={"unknown": "x"}), [PATCH, MINOR, MAJOR], []),
-    ],
-)
-def test_select_updates(
-    policy: UpdatePolicy, selected: list[Update], held: list[tuple[Update, str]]
-) -> None:
-    assert select_updates([PATCH, MINOR, MAJOR], policy) == (selected, held)
-
-
-def test_select_updates_empty() -> None:
-    assert select_updates([], UpdatePolicy()) == ([], [])
