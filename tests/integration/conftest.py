@@ -1,5 +1,20 @@
 """Fixtures shared by integration tests: the driver conformance cases of every stack."""
 
 from archive_stack_support import archive_driver_case
+from docker_stack_support import docker_driver_case, docker_web_images
+from node_stack_support import node_app, node_app_template, node_driver_case
+from python_stack_support import python_driver_case, wagtail_site, wagtail_template
+from wordpress_stack_support import wordpress_driver_case
 
-__all__ = ["archive_driver_case"]
+__all__ = [
+    "archive_driver_case",
+    "docker_driver_case",
+    "docker_web_images",
+    "node_app",
+    "node_app_template",
+    "node_driver_case",
+    "python_driver_case",
+    "wagtail_site",
+    "wagtail_template",
+    "wordpress_driver_case",
+]

@@ -15,6 +15,10 @@ pytestmark = pytest.mark.integration
 # Fixture names of the cases; each support module registers its fixture in conftest.
 CASES = [
     "archive_driver_case",
+    "wordpress_driver_case",
+    "node_driver_case",
+    "python_driver_case",
+    "docker_driver_case",
 ]
 
 
