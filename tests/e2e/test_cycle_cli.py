@@ -67,12 +67,16 @@ def test_failed_production_smoke_rolls_back_exactly(workspace: Workspace) -> Non
 
 
 def test_failed_staging_smoke_never_touches_production(workspace: Workspace) -> None:
+    """Every planned update breaks staging: bisect names them all and nothing is promoted."""
     channel = workspace.root / "channel"
     build_component_archive(channel, "seo", "1.2.0", BROKEN_EVERYWHERE, "zip")
+    build_component_archive(channel, "gallery", "2.0.2", BROKEN_EVERYWHERE, "zip")
     before = workspace.fingerprint("blog")
     result = workspace.cli("cycle", "blog")
     assert result.returncode == EXIT_ROLLED_BACK, result.stdout + result.stderr
     assert "staging-failed" in result.stdout
+    assert "culprit: gallery 2.0.0 -> 2.0.2" in result.stdout
+    assert "culprit: seo 1.0.0 -> 1.2.0" in result.stdout
     assert workspace.fingerprint("blog") == before
     # staging was reset to the production snapshot taken at the start of the run
     assert workspace.fingerprint("blog", "staging") == before

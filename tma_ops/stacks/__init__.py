@@ -16,8 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from tma_ops.errors import StackError
+
 if TYPE_CHECKING:
     from tma_ops.ansible import PlaybookContext
+    from tma_ops.executors import Executor
     from tma_ops.model import Environment
 
 # Kinds of component, for the plan and the report.
@@ -94,3 +97,14 @@ def changes_between(before: Sequence[Component], after: Sequence[Component]) -> 
         for name in sorted(old.keys() | new.keys())
         if old.get(name) != new.get(name)
     ]
+
+
+def read_bounded(executor: Executor, path: str, limit: int, *, what: str = "") -> bytes:
+    """A small file of the environment, whole; StackError when it is missing or over `limit`."""
+    if not executor.exists(path):
+        raise StackError(f"{path}: {what + ' ' if what else ''}not found")
+    with executor.get(path) as stream:
+        data: bytes = stream.read(limit + 1)
+    if len(data) > limit:
+        raise StackError(f"{path}: larger than {limit} bytes")
+    return data

@@ -60,22 +60,17 @@ class Engine:
 
     def container(self, name: str) -> dict[str, Any] | None:
         """The container's inspect data, None when the engine has no container of that name."""
-        try:
-            found: dict[str, Any] = self.call(
-                f"inspect container {name}", self.api.inspect_container, name
-            )
-        except StackError as exc:
-            if isinstance(exc.__cause__, docker.errors.NotFound):
-                return None
-            raise
-        return found
+        return self._inspect("container", name, self.api.inspect_container)
 
     def image(self, reference: str) -> dict[str, Any] | None:
         """The image's inspect data, None when the engine has no image of that reference."""
+        return self._inspect("image", reference, self.api.inspect_image)
+
+    def _inspect(
+        self, kind: str, name: str, inspect: Callable[[str], dict[str, Any]]
+    ) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = self.call(
-                f"inspect image {reference}", self.api.inspect_image, reference
-            )
+            found: dict[str, Any] = self.call(f"inspect {kind} {name}", inspect, name)
         except StackError as exc:
             if isinstance(exc.__cause__, docker.errors.NotFound):
                 return None

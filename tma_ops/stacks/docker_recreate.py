@@ -40,6 +40,7 @@ fi
 echo "no bash, nc or python3 in the container to probe the port with" >&2
 exit 125
 """
+PROBE_IMPOSSIBLE = 125
 
 
 @dataclass(frozen=True)
@@ -229,16 +230,13 @@ def _answers(engine: Engine, container_id: str, port: int) -> bool:
     code = result.get("ExitCode")
     if code == 0:
         return True
-    if code == 1 or not _running(engine, container_id):
-        return False  # a container that stopped meanwhile is told by the next look
+    if code != PROBE_IMPOSSIBLE:
+        # Refused, or the probe was killed by a container that is stopping: the next look at
+        # the container tells which, and a deadline bounds the wait.
+        return False
     said = bytes(output).decode(errors="replace").strip().splitlines()
     reason = said[-1][:300] if said else f"exit code {code}"
     raise NotReady(f"cannot probe port {port} inside the container: {reason}")
-
-
-def _running(engine: Engine, container_id: str) -> bool:
-    inspected = engine.call("inspect the new container", engine.api.inspect_container, container_id)
-    return bool(inspected["State"].get("Running"))
 
 
 def _said(engine: Engine, container_id: str) -> str:

@@ -34,7 +34,7 @@ from tma_ops.ansible import PlaybookContext, PlaybookFailed
 from tma_ops.errors import ExecutorError, StackError
 from tma_ops.executors import Executor, Result, open_executor
 from tma_ops.model import Environment
-from tma_ops.stacks import Applied, Component, Update, changes_between
+from tma_ops.stacks import Applied, Component, Update, changes_between, read_bounded
 from tma_ops.versions import newest_per_class
 
 PLAYBOOK = "node-update.yml"
@@ -258,12 +258,7 @@ def locked_versions(lock: dict[str, Any]) -> dict[str, str]:
 
 
 def read_json(executor: Executor, path: str) -> dict[str, Any]:
-    if not executor.exists(path):
-        raise StackError(f"{path}: not found")
-    with executor.get(path) as stream:
-        data = stream.read(MAX_JSON + 1)
-    if len(data) > MAX_JSON:
-        raise StackError(f"{path}: larger than {MAX_JSON} bytes")
+    data = read_bounded(executor, path, MAX_JSON)
     try:
         parsed = json.loads(data)
     except ValueError as exc:

@@ -32,7 +32,7 @@ from tma_ops.ansible import PlaybookContext, PlaybookFailed
 from tma_ops.errors import ExecutorError, StackError
 from tma_ops.executors import Executor, Result, open_executor, telling_line
 from tma_ops.model import Environment
-from tma_ops.stacks import Applied, Change, Component, Update
+from tma_ops.stacks import Applied, Change, Component, Update, read_bounded
 from tma_ops.stacks.python_index import Release, query_index
 from tma_ops.stacks.python_requirements import (
     Pin,
@@ -196,12 +196,7 @@ class PythonDriver:
         return read_pins(self._read_requirements(executor, requirements), requirements)
 
     def _read_requirements(self, executor: Executor, path: str) -> str:
-        if not executor.exists(path):
-            raise StackError(f"{path}: requirements file not found")
-        with executor.get(path) as stream:
-            data = stream.read(MAX_REQUIREMENTS + 1)
-        if len(data) > MAX_REQUIREMENTS:
-            raise StackError(f"{path}: larger than {MAX_REQUIREMENTS} bytes")
+        data = read_bounded(executor, path, MAX_REQUIREMENTS, what="requirements file")
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
