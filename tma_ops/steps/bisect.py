@@ -12,7 +12,7 @@ from typing import Any
 from tma_ops.bisect import Components, Round, next_step
 from tma_ops.errors import TmaError
 from tma_ops.restore import restore_snapshot
-from tma_ops.snapshot import load_manifest
+from tma_ops.snapshot import Manifest, load_manifest
 from tma_ops.stacks import Update
 from tma_ops.steps import RunContext
 from tma_ops.steps.apply import apply_updates, planned_updates
@@ -24,12 +24,17 @@ def bisect_staging(ctx: RunContext) -> dict[str, Any]:
     order = [u.component for u in plan]
     results: dict[Components, bool] = {tuple(order): False}
     rounds: list[dict[str, Any]] = []
+    manifest = load_manifest(ctx.store, ctx.site.name, ctx.outputs["snapshot"]["snapshot_id"])
     ctx.tell(f"staging failed with {len(order)} update(s): bisecting to find the culprit(s)")
     while isinstance(step := next_step(order, results), Round):
         number = len(rounds) + 1
         chosen = [u for u in plan if u.component in step.components]
         ctx.tell(f"bisect round {number}: staging with {', '.join(step.components)}")
-        record = {"round": number, "updates": list(step.components), **_try(ctx, chosen)}
+        record = {
+            "round": number,
+            "updates": list(step.components),
+            **_try(ctx, manifest, chosen),
+        }
         results[step.components] = record["ok"]
         rounds.append(record)
         ctx.record("bisect", "round", record)
@@ -45,9 +50,8 @@ def bisect_staging(ctx: RunContext) -> dict[str, Any]:
     }
 
 
-def _try(ctx: RunContext, updates: list[Update]) -> dict[str, Any]:
+def _try(ctx: RunContext, manifest: Manifest, updates: list[Update]) -> dict[str, Any]:
     """Staging from the snapshot plus `updates`: whether it passes, and why not."""
-    manifest = load_manifest(ctx.store, ctx.site.name, ctx.outputs["snapshot"]["snapshot_id"])
     restore_snapshot(ctx.site, manifest, "staging", ctx.store, progress=ctx.progress)
     try:
         apply_updates(ctx, "staging", "bisect", updates)
