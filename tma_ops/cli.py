@@ -10,7 +10,15 @@ import traceback
 from collections.abc import Sequence
 from types import FrameType
 
-from tma_ops import __version__, commands, commands_plan, commands_prune, commands_verify
+from tma_ops import (
+    __version__,
+    commands,
+    commands_plan,
+    commands_prune,
+    commands_releases,
+    commands_rollback,
+    commands_verify,
+)
 from tma_ops.errors import EXIT_ERROR, EXIT_INTERRUPTED, TmaError
 
 EPILOG = """exit codes:
@@ -56,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verify(sub, common)
     _add_cycle(sub, common)
     commands_plan.add_plan_parser(sub, common)
+    commands_rollback.add_rollback_parser(sub, common)
+    commands_releases.add_releases_parser(sub, common)
     _add_prune(sub, common)
     _add_lock(sub, common)
     _add_journal(sub, common)

@@ -153,6 +153,7 @@ def run_cycle(
             say,
             approved=approved,
         )
+        ctx.artifacts = state_dir / "artifacts" / site.name / ctx.run_id
         if stale is not None:
             ctx.record("lock", "broken", {"stale_owner": stale.describe()})
         if pending is None:

@@ -68,6 +68,10 @@ class StackError(TmaError):
     """A stack driver could not read components or apply an update."""
 
 
+class ReleaseError(TmaError):
+    """A release tree (releases/<id>, shared/, `current`) is malformed or refused a change."""
+
+
 class SmokeFailedRolledBack(TmaError):
     """Raised at the end of a run whose smoke test failed and whose change was undone."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tma_ops.errors import InventoryError
+from tma_ops.model_checks import HttpCheck, SmokeCheck, _http_by_default, first_http_check
 from tma_ops.model_stacks import Stack
 
 Tier = Literal["essentiel", "business", "critique"]
@@ -30,22 +32,6 @@ RelativePath = Annotated[str, AfterValidator(_relative_path)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HttpCheck(Strict):
-    check: Literal["http"] = "http"
-    url: str
-    status: int = Field(200, ge=100, le=599)
-    contains: str | None = None
-    max_latency_ms: int = Field(3000, gt=0)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value
 
 
 class ExecutorSpec(Strict):
@@ -118,17 +104,58 @@ class ServerDatabase(Strict):
 Database = Annotated[SqliteDatabase | ServerDatabase, Field(discriminator="engine")]
 
 
+WORDPRESS_MAINTENANCE = "<?php $upgrading = time(); ?>\n"
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+
+
+class Releases(Strict):
+    """Code kept as releases under root: releases/<id>, shared/, and `current` (the docroot's
+    parent) switched atomically; a rollback of code is a switch back."""
+
+    keep: int = Field(5, ge=2)
+    shared: list[RelativePath] = []  # kept across releases: uploads, environment config files
+    maintenance_file: RelativePath = ".maintenance"  # put in the release while migrations run
+    maintenance_content: str = WORDPRESS_MAINTENANCE
+
+
 class Environment(Strict):
     executor: ExecutorSpec
     root: str
     persistent: list[RelativePath] = []
+    releases: Releases | None = None
     database: Database
-    smoke: Annotated[list[HttpCheck], Field(min_length=1)]
+    smoke: Annotated[list[SmokeCheck], Field(min_length=1)]
 
     @field_validator("executor", mode="before")
     @classmethod
     def _url_shorthand(cls, value: Any) -> Any:
         return {"url": value} if isinstance(value, str) else value
+
+    @field_validator("smoke", mode="before")
+    @classmethod
+    def _http_check_by_default(cls, value: Any) -> Any:
+        return [_http_by_default(item) for item in value] if isinstance(value, list) else value
+
+    def code(self) -> Environment:
+        """This environment as its stack driver sees it: root is the live code tree, which is
+        root/current when the code is kept as releases."""
+        if self.releases is None:
+            return self
+        return self.in_tree(posixpath.join(self.root, "current"))
+
+    def in_tree(self, path: str) -> Environment:
+        """This environment with its code at `path` (a release being prepared)."""
+        return self.model_copy(update={"root": path, "releases": None})
+
+    @property
+    def ready_check(self) -> HttpCheck:
+        """The first plain HTTP check: where a restarted application is awaited."""
+        check = first_http_check(self.smoke)
+        if check is None:
+            raise InventoryError(
+                "smoke: expected a plain http check (a URL) to await the restarted application on"
+            )
+        return check
 
     @model_validator(mode="after")
     def _remote_paths_absolute(self) -> Environment:
@@ -271,6 +298,24 @@ class UpdatePolicy(Strict):
         return value
 
 
+def _identifier(value: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError(
+            f"expected a table or column name like orders or shop.orders, got {value!r}"
+        )
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_identifier)]
+
+
+class UserDataTable(Strict):
+    """A table visitors write to (orders, form entries): what a database rollback would lose."""
+
+    table: Identifier
+    since_column: Identifier | None = None  # creation time of a row; else counts are compared
+
+
 class Site(Strict):
     name: str
     tier: Tier
@@ -279,6 +324,7 @@ class Site(Strict):
     environments: dict[Literal["production", "staging"], Environment]
     retention: Retention = Retention()
     updates: UpdatePolicy = UpdatePolicy()
+    user_data: list[UserDataTable] = []
     source: str = ""
 
     @field_validator("store", mode="before")
@@ -295,6 +341,17 @@ class Site(Strict):
                 f"expected both production and staging; missing {', '.join(sorted(missing))}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _releases_everywhere_or_nowhere(self) -> Site:
+        # Staging is refreshed from production's snapshot: both must have the same layout.
+        with_releases = {name for name, env in self.environments.items() if env.releases}
+        if with_releases and with_releases != set(self.environments):
+            raise ValueError(
+                "environments: expected releases on every environment or on none; only "
+                f"{', '.join(sorted(with_releases))} declares them"
+            )
+        return self
 
     @property
     def production(self) -> Environment:

@@ -38,33 +38,43 @@ def restore_snapshot(
     store: Store,
     *,
     progress: TransferProgress = SILENT,
+    database: bool = True,
+    files: bool = True,
 ) -> None:
+    """Restore the snapshot's database and/or files (both by default) into the environment."""
     if manifest.site != site.name:
         raise SnapshotError(
             f"snapshot {manifest.snapshot_id} belongs to site {manifest.site!r}, not {site.name!r}"
         )
     env = site.environment(env_name)
     executor = open_executor(env.executor)
-    database, db_executor = database_of(env)
-    if database.name != manifest.database_engine:
+    engine, db_executor = database_of(env)
+    if engine.name != manifest.database_engine:
         raise SnapshotError(
             f"snapshot {manifest.snapshot_id} holds a {manifest.database_engine} "
-            f"database; {site.name}/{env_name} uses {database.name}"
+            f"database; {site.name}/{env_name} uses {engine.name}"
         )
     sealing = Sealing.of(site.store.encryption)
-    chain = chain_of(store, manifest)
-    token = _stage_database(database, db_executor, store, manifest.parts["db"], sealing, progress)
+    token = None
+    if database:
+        db_part = manifest.parts["db"]
+        token = _stage_database(engine, db_executor, store, db_part, sealing, progress)
     try:
-        _stage_files(executor, env.root, store, chain, sealing, progress)
+        if files:
+            chain = chain_of(store, manifest)
+            _stage_files(executor, env.root, store, chain, sealing, progress)
     except BaseException:
-        database.discard(db_executor, token)
+        if token is not None:
+            engine.discard(db_executor, token)
         raise
-    database.commit(db_executor, token)
+    if token is not None:
+        engine.commit(db_executor, token)
     pause_point(f"restore-{env_name}:after-db-commit")
-    executor.run(["sh", "-c", SWAP_SCRIPT, "swap", env.root])
-    # tar's state file maps directory inodes to names: a tree swapped in has new inodes, and a
-    # reused one would read as a rename. The next snapshot of this environment starts afresh.
-    executor.run(["rm", "-f", state_path(env.root)])
+    if files:
+        executor.run(["sh", "-c", SWAP_SCRIPT, "swap", env.root])
+        # tar's state file maps directory inodes to names: a tree swapped in has new inodes, and
+        # a reused one would read as a rename. The next snapshot of this environment starts afresh.
+        executor.run(["rm", "-f", state_path(env.root)])
 
 
 def _stage_database(

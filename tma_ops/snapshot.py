@@ -62,6 +62,9 @@ class Manifest:
     files_format: str = FULL_FORMAT
     files_state_sha256: str | None = None
     encryption: str | None = None
+    # Rows of the site's user-data tables when the dump was taken: what a rollback would lose.
+    user_data_rows: dict[str, int] = field(default_factory=dict)
+    dumped_at: str | None = None  # when the database dump started (UTC, ISO 8601)
     format: int = FORMAT_VERSION
     tool: dict[str, str] = field(default_factory=lambda: {"name": "tma-ops"})
 
@@ -111,12 +114,14 @@ def create_snapshot(
     sealing = Sealing.of(site.store.encryption)
     snapshot_id = new_snapshot_id()
     prefix = f"{snapshots_prefix(site.name)}{snapshot_id}/"
-    components = {c.name: c.version for c in driver_for(site.stack).inventory(env)}
+    components = {c.name: c.version for c in driver_for(site.stack).inventory(env.code())}
     earlier = list_snapshots(store, site.name)
     plan = plan_files(
         earlier, env_name, state_digest(executor, state_path(env.root)), site.store.full_every
     )
 
+    dumped_at = _utc_now()
+    user_data_rows = {t.table: database.count_rows(db_executor, t.table) for t in site.user_data}
     db_part = upload_part(
         store,
         sealing.key_for(f"{prefix}db.{database.extension}.zst"),
@@ -135,8 +140,7 @@ def create_snapshot(
             site=site.name,
             environment=env_name,
             snapshot_id=snapshot_id,
-            # Microseconds: snapshots taken within the same second must still sort in order.
-            created_at=datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            created_at=_utc_now(),
             database_engine=database.name,
             components=components,
             parts={"db": db_part, "files": files_part},
@@ -147,6 +151,8 @@ def create_snapshot(
             files_format=INCREMENTAL_FORMAT,
             files_state_sha256=state_digest(executor, work_state),
             encryption="age" if sealing.encrypts else None,
+            user_data_rows=user_data_rows,
+            dumped_at=dumped_at,
         )
         lock_objects(store, site.store.object_lock, [p.key for p in manifest.parts.values()])
         store.put(manifest_key(site.name, snapshot_id), io.BytesIO(manifest.to_json()))
@@ -156,6 +162,11 @@ def create_snapshot(
         raise
     adopt_state(executor, env.root, work_state)
     return manifest
+
+
+def _utc_now() -> str:
+    # Microseconds: snapshots taken within the same second must still sort in order.
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _upload_files(

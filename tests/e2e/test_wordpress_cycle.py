@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from e2e_support import CliRunner
+from harness import wp_contact
 from harness.wordpress import (
     DB_PASSWORD,
     DB_USER,
@@ -172,3 +173,28 @@ def test_a_plugin_that_fatals_is_caught_on_staging_and_never_reaches_production(
     smoke = next(e for e in events if e.step == "smoke_staging" and e.status == "done")
     assert smoke.data["ok"] is False
     assert pair.cli("journal", "verify").returncode == EXIT_OK
+
+
+def test_a_contact_form_that_no_longer_sends_is_caught_by_its_journey(
+    pair: WordPressPair,
+) -> None:
+    for site in (pair.production, pair.staging):
+        wp_contact.install_contact_plugin(site, wp_contact.WORKING_VERSION)
+    inventory = yaml.safe_load(pair.inventory_file.read_text())
+    for name, site in (("production", pair.production), ("staging", pair.staging)):
+        smoke = inventory["sites"][SITE]["environments"][name]["smoke"]
+        smoke.append(wp_contact.contact_journey(site.url))
+    pair.inventory_file.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    # a patch release whose handler silently drops the message: the page still renders
+    broken = wp_contact.contact_plugin_files("1.0.1", sends=False)
+    write_zip(pair.channel / f"{wp_contact.CONTACT_PLUGIN}-1.0.1.zip", broken)
+
+    result = pair.cli("cycle", SITE)
+
+    assert result.returncode == EXIT_ROLLED_BACK, result.stdout + result.stderr
+    assert "smoke staging: FAILED contact form: step 2/2 POST" in result.stdout
+    assert wp_contact.CONFIRMATION in result.stdout  # the marker the journey did not find
+    assert "claire@example.invalid" not in result.stdout  # form values are never printed
+    assert wp_contact.served_version(pair.production) == wp_contact.WORKING_VERSION
+    steps = {e.step for e in pair.journal().events(site=SITE)}
+    assert "promote" not in steps

@@ -207,11 +207,13 @@ class WordPressSite:
         escaped = name.replace("'", "''")
         return self.sql(f"SELECT option_value FROM wp_options WHERE option_name = '{escaped}'")
 
-    def serve(self) -> None:
-        """Serve the site with `php -S` until `stop`."""
+    def serve(self, ini: dict[str, str] | None = None) -> None:
+        """Serve the site with `php -S` until `stop`; `ini`: PHP settings (`-d name=value`),
+        e.g. {"error_log": path, "log_errors": "1"}."""
         log = open(self.base / "php-server.log", "ab")  # noqa: SIM115 - kept by the process
+        settings = [f"-d{name}={value}" for name, value in (ini or {}).items()]
         self.process = subprocess.Popen(
-            [PHP, "-S", f"127.0.0.1:{self.port}", "-t", str(self.root)],
+            [PHP, *settings, "-S", f"127.0.0.1:{self.port}", "-t", str(self.root)],
             cwd=self.base,
             stdin=subprocess.DEVNULL,
             stdout=log,

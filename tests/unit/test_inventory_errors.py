@@ -382,7 +382,7 @@ CASES = [
         mutated(rename(prod, "database", "databse")),
         "tma.yaml",
         f"{P}.databse:",
-        "unknown key; expected one of executor, root, persistent, database, smoke "
+        "unknown key; expected one of executor, root, persistent, releases, database, smoke "
         "(did you mean 'database'?)",
         id="typo-in-environment-key",
     ),

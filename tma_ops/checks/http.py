@@ -1,4 +1,4 @@
-"""HTTP smoke check: one GET, judged on status, a body marker and latency."""
+"""HTTP smoke check: one GET, judged on status, a body marker, forbidden markers and latency."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from tma_ops.checks import CheckResult
-from tma_ops.config import HttpCheck
+from tma_ops.checks import CheckResult, CheckTarget
+from tma_ops.model_checks import HttpCheck
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -20,14 +20,18 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class HttpSmokeCheck:
-    def __init__(self, spec: HttpCheck) -> None:
+    def __init__(self, spec: HttpCheck, target: CheckTarget | None = None) -> None:
         self.spec = spec
+        self.name = spec.url
+
+    def baseline(self) -> dict[str, Any]:
+        return {}
 
     @property
     def timeout(self) -> float:
         return max(5.0, 2 * self.spec.max_latency_ms / 1000)
 
-    def check(self) -> CheckResult:
+    def check(self, baseline: dict[str, Any] | None = None) -> CheckResult:
         start = time.monotonic()
         try:
             status, body, charset = self._fetch()
@@ -60,11 +64,9 @@ def evaluate(
     spec: HttpCheck, status: int, body: bytes, latency_ms: int, charset: str = "utf-8"
 ) -> CheckResult:
     """Judge one response against the spec; every failed criterion is named in `detail`."""
-    failures = []
-    if status != spec.status:
-        failures.append(f"expected status {spec.status}, got {status}")
-    if spec.contains is not None and spec.contains not in _decode(body, charset):
-        failures.append(f"marker {spec.contains!r} not found in body")
+    text = decode_body(body, charset)
+    contains = [spec.contains] if spec.contains is not None else []
+    failures = judge_response(status, text, latency_ms, spec.status, contains, spec.forbidden)
     if latency_ms > spec.max_latency_ms:
         failures.append(f"latency {latency_ms} ms > {spec.max_latency_ms} ms")
     summary = f"status {status} in {latency_ms} ms, {len(body)} bytes"
@@ -76,7 +78,28 @@ def evaluate(
     )
 
 
-def _decode(body: bytes, charset: str) -> str:
+def judge_response(
+    status: int,
+    text: str,
+    latency_ms: int,
+    expected_status: int,
+    contains: list[str],
+    forbidden: list[str],
+) -> list[str]:
+    """What is wrong with a response, one phrase per failed criterion (latency aside)."""
+    failures = []
+    if status != expected_status:
+        failures.append(f"expected status {expected_status}, got {status}")
+    failures += [
+        f"marker {marker!r} not found in body" for marker in contains if marker not in text
+    ]
+    failures += [
+        f"forbidden marker {marker!r} found in body" for marker in forbidden if marker in text
+    ]
+    return failures
+
+
+def decode_body(body: bytes, charset: str) -> str:
     try:
         return body.decode(charset, errors="replace")
     except LookupError:  # unknown charset announced by the server

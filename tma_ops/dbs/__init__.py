@@ -37,6 +37,16 @@ class DatabaseEngine(Protocol):
         """A digest of the database content, equal for equal content (used by checks and tests)."""
         ...
 
+    def count_rows(
+        self,
+        executor: Executor,
+        table: str,
+        since_column: str | None = None,
+        since: str | None = None,
+    ) -> int:
+        """Rows of `table`, or those whose `since_column` is later than `since` (ISO-8601 UTC)."""
+        ...
+
 
 def open_database(spec: Database) -> DatabaseEngine:
     if isinstance(spec, SqliteDatabase):

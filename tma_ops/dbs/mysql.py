@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
+from tma_ops.dbs.rows import check_identifier, quote_name, since_bound
 from tma_ops.dbs.server import (
     ServerEngine,
     iter_lines,
@@ -65,6 +66,14 @@ LEFT JOIN information_schema.KEY_COLUMN_USAGE k ON k.TABLE_SCHEMA = c.TABLE_SCHE
  AND k.TABLE_NAME = c.TABLE_NAME AND k.COLUMN_NAME = c.COLUMN_NAME AND k.CONSTRAINT_NAME = 'PRIMARY'
 WHERE c.TABLE_SCHEMA = DATABASE() ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION
 """
+
+# Identifiers are checked (tma_ops.dbs.rows) before they are written into these queries.
+_COLUMN_TYPE = """SELECT 'found', IFNULL((SELECT LOWER(DATA_TYPE) FROM information_schema.COLUMNS
+ WHERE TABLE_SCHEMA = DATABASE() AND BINARY TABLE_NAME = '{table}'
+ AND BINARY COLUMN_NAME = '{column}'), '')
+FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND BINARY TABLE_NAME = '{table}'"""
+_TIME_TYPES = {"datetime", "timestamp", "date"}
+_EPOCH_TYPES = {"tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "double", "float"}
 
 _HINTS = (
     ("ERROR 1045", "access denied: check the user and password"),
@@ -142,6 +151,36 @@ class MysqlEngine(ServerEngine):
                 for line in iter_lines(stream):
                     digest.update(_AUTO_INCREMENT.sub(b"", line) + b"\n")
         return digest.hexdigest()
+
+    def count_rows(
+        self,
+        executor: Executor,
+        table: str,
+        since_column: str | None = None,
+        since: str | None = None,
+    ) -> int:
+        """Rows of `table`, or those whose `since_column` is later than `since` (ISO-8601 UTC):
+        DATETIME and DATE read as UTC, TIMESTAMP in a UTC session, integers as unix seconds."""
+        quoted = quote_name(check_identifier(table), "`")
+        bound = since_bound(since_column, since)
+        column = bound.column if bound else ""
+        about = f"{executor.url}: MySQL/MariaDB database {self.database!r}"
+        with self._scrubbed(), self._options(executor) as options:
+            found = self._query(executor, options, _COLUMN_TYPE.format(table=table, column=column))
+            if not found:
+                raise ExecutorError(f"{about}: table {table!r} not found")
+            sql = f"SET time_zone = '+00:00'; SELECT COUNT(*) FROM {quoted}"
+            if bound:
+                kind = found[0][1]
+                if kind not in _EPOCH_TYPES | _TIME_TYPES:
+                    problem = f"is {kind}: expected a date, time or unix epoch integer column"
+                    raise ExecutorError(
+                        f"{about}: column {column!r} of table {table!r} "
+                        + (problem if kind else "not found")
+                    )
+                value = bound.epoch if kind in _EPOCH_TYPES else f"'{bound.text}'"
+                sql += f" WHERE `{column}` > {value}"
+            return int(self._query(executor, options, sql)[0][0])
 
     @contextmanager
     def _options(self, executor: Executor) -> Iterator[str]:

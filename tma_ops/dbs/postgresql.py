@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
+from tma_ops.dbs.rows import Since, check_identifier, quote_name, since_bound
 from tma_ops.dbs.server import (
     ServerEngine,
     iter_lines,
@@ -155,6 +156,17 @@ SET extra_float_digits = 1; SET bytea_output = 'hex'; SET search_path = pg_catal
 BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
 """
 
+# The relation kind and the column's type; identifiers are checked (tma_ops.dbs.rows) before
+# they are written into it.
+_COLUMN_TYPE = """SELECT coalesce((SELECT relkind::text FROM pg_catalog.pg_class
+    WHERE oid = to_regclass('{table}') AND relkind IN ('r', 'p', 'v', 'm', 'f')), ''),
+  coalesce((SELECT t.typname::text FROM pg_catalog.pg_attribute a
+    JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = to_regclass('{table}') AND a.attname = '{column}' AND a.attnum > 0
+    AND NOT a.attisdropped), '')"""
+_TIME_TYPES = {"timestamptz", "timestamp", "date"}
+_EPOCH_TYPES = {"int2", "int4", "int8", "numeric", "float4", "float8"}
+
 _HINTS = (
     (r"password authentication failed|no password supplied", "check the user and password"),
     (r'role ".*" does not exist', "the user does not exist"),
@@ -226,6 +238,36 @@ class PostgresEngine(ServerEngine):
                     digest.update(line + b"\n")
         return digest.hexdigest()
 
+    def count_rows(
+        self,
+        executor: Executor,
+        table: str,
+        since_column: str | None = None,
+        since: str | None = None,
+    ) -> int:
+        """Rows of `table` (or schema.table), or those whose `since_column` is later than `since`
+        (ISO-8601 UTC): timestamptz exactly, timestamp and date read as UTC, numbers as unix
+        seconds."""
+        quoted = quote_name(check_identifier(table, qualified=True), '"')
+        bound = since_bound(since_column, since)
+        column = bound.column if bound else ""
+        about = f"{executor.url}: PostgreSQL database {self.database!r}"
+        with self._scrubbed(), self._session(executor) as (_, env):
+            sql = _COLUMN_TYPE.format(table=quoted, column=column)
+            kind, type_name = self._query(executor, env, sql, columns=2)[0]
+            if not kind:
+                raise ExecutorError(f"{about}: table {table!r} not found")
+            sql = f"SELECT COUNT(*) FROM {quoted}"
+            if bound:
+                if type_name not in _EPOCH_TYPES | _TIME_TYPES:
+                    problem = f"is {type_name}: expected a date, time or unix epoch number column"
+                    raise ExecutorError(
+                        f"{about}: column {column!r} of table {table!r} "
+                        + (problem if type_name else "not found")
+                    )
+                sql += f' WHERE "{column}" > {_since_value(type_name, bound)}'
+            return int(self._query(executor, env, sql, columns=1)[0][0])
+
     @contextmanager
     def _session(self, executor: Executor) -> Iterator[tuple[str, list[str]]]:
         """A private directory (with the password file) and the `env ...` command prefix."""
@@ -284,6 +326,14 @@ class PostgresEngine(ServerEngine):
         errors = [line for line in lines if re.search(r"error:|ERROR:|FATAL:", line)]
         detail = (errors or lines or [f"exited {result.rc}"])[0]
         return scrub(detail, self.password)
+
+
+def _since_value(type_name: str, bound: Since) -> str:
+    if type_name in _EPOCH_TYPES:
+        return bound.epoch
+    if type_name == "timestamptz":
+        return f"'{bound.text}+00'::timestamptz"
+    return f"'{bound.text}'::timestamp"
 
 
 def _require_sound_archive(executor: Executor, staged: str) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from tma_ops.dbs.rows import check_identifier, since_bound
 from tma_ops.errors import ExecutorError, IntegrityError
 from tma_ops.executors import Executor, Result
 from tma_ops.streams import Readable
@@ -152,6 +153,30 @@ print(digest.hexdigest())
 """
 )
 
+# Text dates of any form SQLite reads (ISO with or without 'T', offset or 'Z') compare through
+# julianday(); integer or real values are taken as unix epoch seconds.
+_COUNT = (
+    _COMMON
+    + """
+path, table, column, moment, epoch = sys.argv[1:6]
+require(path)
+con = connect(path, timeout=60)
+names = con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')").fetchall()
+if table.lower() not in {name.lower() for (name,) in names}:
+    sys.exit("table '" + table + "' not found in database " + path)
+sql, values = 'SELECT COUNT(*) FROM "' + table + '"', ()
+if column:
+    columns = con.execute('PRAGMA table_info("' + table + '")').fetchall()
+    if column.lower() not in {row[1].lower() for row in columns}:
+        sys.exit("column '" + column + "' of table '" + table + "' not found in " + path)
+    quoted = '"' + column + '"'
+    sql += (" WHERE CASE WHEN typeof(" + quoted + ") IN ('integer', 'real') THEN " + quoted
+            + " > ? ELSE julianday(" + quoted + ") > julianday(?) END")
+    values = (float(epoch), moment)
+print(con.execute(sql, values).fetchone()[0])
+"""
+)
+
 
 class SqliteEngine:
     name = "sqlite"
@@ -204,6 +229,22 @@ class SqliteEngine:
         if not result.ok:
             raise _helper_failed(executor, result)
         return result.out.strip()
+
+    def count_rows(
+        self,
+        executor: Executor,
+        table: str,
+        since_column: str | None = None,
+        since: str | None = None,
+    ) -> int:
+        """Rows of `table`, or those whose `since_column` is later than `since` (ISO-8601 UTC)."""
+        check_identifier(table)
+        bound = since_bound(since_column, since)
+        moment = (bound.column, bound.text, bound.epoch) if bound else ("", "", "0")
+        result = executor.run(_argv(executor, _COUNT, self.path, table, *moment), check=False)
+        if not result.ok:
+            raise _helper_failed(executor, result)
+        return int(result.out.strip())
 
     def _check_token(self, token: str) -> None:
         if token != self.staging_path:

@@ -122,6 +122,13 @@ def respond(workspace: Path, raw_path: str) -> Response:
         return Response(500, _document("Critical error", f"<p>{CRITICAL_ERROR}</p>"))
 
 
+def code_dir(www: Path) -> Path:
+    """The live code: www itself, or www/current where the code is kept as releases (resolved
+    on every request, so a switch of `current` shows on the next one)."""
+    current = www / "current"
+    return current if current.is_symlink() else www
+
+
 def load_plugins(www: Path) -> list[Plugin]:
     """Compile and execute every `plugins/<name>/plugin.py` afresh: no module cache on purpose."""
     plugins_dir = www / "plugins"
@@ -144,7 +151,7 @@ def load_plugins(www: Path) -> list[Plugin]:
 def render_page(env_dir: Path, site: str, env: str, page_path: str, data: SiteData) -> str:
     """Run the plugins over a fresh page and return the HTML document."""
     page: dict[str, Any] = {"title": data.options.get("site_title", site), "sections": []}
-    plugins = load_plugins(env_dir / "www")
+    plugins = load_plugins(code_dir(env_dir / "www"))
     page["footer"] = [f"{plugin.name} v{plugin.version}" for plugin in plugins]
     context = {"environment": env, "site": site, "path": page_path, "options": data.options}
     for plugin in plugins:

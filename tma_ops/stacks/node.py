@@ -177,7 +177,7 @@ class NodeDriver:
         )
 
     def _extravars(self, env: Environment, app: str, pins: dict[str, str]) -> dict[str, Any]:
-        check = env.smoke[0]
+        check = env.ready_check
         return {
             "app_dir": app,
             "npm": self.npm,

@@ -173,7 +173,7 @@ class PythonDriver:
         return posixpath.join(self.path_on(env, self.venv), "bin", "python")
 
     def _extravars(self, env: Environment, requirements_text: str, kept: str) -> dict[str, Any]:
-        check = env.smoke[0]
+        check = env.ready_check
         index = ["--index-url", self.index_url] if self.index_url else []
         return {
             "project_dir": self.path_on(env, self.project_dir),

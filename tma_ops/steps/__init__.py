@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tma_ops.config import Site
@@ -24,6 +26,8 @@ class RunContext:
     say: Callable[[str], None]
     # Components whose major updates the operator approved for this run ("*": all of them).
     approved: frozenset[str] = frozenset()
+    # Evidence files of the run's checks (screenshots), kept for the report.
+    artifacts: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "tma-ops-checks")
 
     def record(self, step: str, status: str, data: dict[str, Any] | None = None) -> None:
         self.journal.append(

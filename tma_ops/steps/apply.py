@@ -6,10 +6,14 @@ from dataclasses import asdict
 from typing import Any
 
 from tma_ops.ansible import PlaybookContext
+from tma_ops.errors import StackError
+from tma_ops.model import Environment
 from tma_ops.policy import promotable
-from tma_ops.stacks import Update
+from tma_ops.rollback import release_tree, reload_after_switch
+from tma_ops.stacks import Applied, Update
 from tma_ops.stacks.registry import driver_for
 from tma_ops.steps import RunContext
+from tma_ops.steps.smoke import baseline_of
 
 
 def planned_updates(ctx: RunContext) -> list[Update]:
@@ -29,8 +33,13 @@ def promote_to_production(ctx: RunContext) -> dict[str, Any]:
 def apply_updates(
     ctx: RunContext, env_name: str, step: str, updates: list[Update]
 ) -> dict[str, Any]:
-    """Apply `updates` (in plan order) on the environment through the site's stack driver."""
+    """Apply `updates` (in plan order) on the environment through the site's stack driver.
+
+    The checks' baseline is taken first: the smoke test after compares with it. Where the code
+    is kept as releases, the updates go into a new release, switched to once they are in.
+    """
     env = ctx.site.environment(env_name)
+    baseline = baseline_of(ctx, env_name, step)
     playbooks = PlaybookContext(
         journal=ctx.journal,
         run_id=ctx.run_id,
@@ -39,11 +48,67 @@ def apply_updates(
         secrets=tuple(ctx.site.secrets()),
         pause_label=f"apply-{env_name}",
     )
-    applied = driver_for(ctx.site.stack).apply(env, updates, playbooks)
+    driver = driver_for(ctx.site.stack)
+    release = None
+    if env.releases is None:
+        applied = driver.apply(env, updates, playbooks)
+    else:
+        release, applied = apply_in_release(ctx, env_name, updates, playbooks)
     for update in updates:
         ctx.tell(f"{env_name}: applied {update.describe()}")
     return {
         "applied": [u.component for u in updates],
         "changes": [asdict(c) for c in applied.changes],
         "migrations": applied.migrations,
+        "baseline": baseline,
+        "release": release,
     }
+
+
+def apply_in_release(
+    ctx: RunContext, env_name: str, updates: list[Update], playbooks: PlaybookContext
+) -> tuple[str, Applied]:
+    """A new release (id: the run's) copied from the current one, updated, then switched to.
+
+    The site is in maintenance while a promotion that changes the database runs: staging's
+    apply said whether the plan runs migrations.
+    """
+    env = ctx.site.environment(env_name)
+    tree = release_tree(env)
+    assert tree is not None and env.releases is not None
+    if not tree.exists():
+        raise StackError(
+            f"{ctx.site.name}/{env_name}: releases are declared but {env.root}/current is "
+            f"not a release: run `tma-ops releases adopt {ctx.site.name} --env {env_name}`"
+        )
+    previous = tree.current_id()
+    snapshot_step = "pre_promotion_snapshot" if env_name == "production" else "snapshot"
+    path = tree.prepare(
+        ctx.run_id,
+        run_id=ctx.run_id,
+        snapshot_id=ctx.outputs.get(snapshot_step, {}).get("snapshot_id"),
+        previous=previous,
+    )
+    ctx.tell(f"{env_name}: release {ctx.run_id} prepared from {previous}")
+    staged_migrations = ctx.outputs.get("apply_staging", {}).get("migrations")
+    maintenance = env_name == "production" and bool(staged_migrations)
+    pages = [r for r in (previous, ctx.run_id) if r]
+    if maintenance:
+        tree.set_maintenance(pages, env.releases.maintenance_file, _page(env), on=True)
+        ctx.tell(f"{env_name}: maintenance mode on (the update migrates the database)")
+    try:
+        applied = driver_for(ctx.site.stack).apply(env.in_tree(path), updates, playbooks)
+        tree.mark(ctx.run_id, "pending", migrations=applied.migrations)
+        seconds = tree.switch(ctx.run_id)
+        reload_after_switch(ctx.site, env)
+        ctx.tell(f"{env_name}: current is now release {ctx.run_id} (switched in {seconds:.3f} s)")
+    finally:
+        if maintenance:
+            tree.set_maintenance(pages, env.releases.maintenance_file, _page(env), on=False)
+            ctx.tell(f"{env_name}: maintenance mode off")
+    return ctx.run_id, applied
+
+
+def _page(env: Environment) -> str:
+    assert env.releases is not None
+    return env.releases.maintenance_content

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from tma_ops.parts import Sealing
 from tma_ops.pruning import prune_store
 from tma_ops.restore import restore_snapshot
+from tma_ops.rollback import carry_out, facts_for_release, release_tree
+from tma_ops.rollback_plan import RollbackFacts, plan_rollback
 from tma_ops.snapshot import (
     Manifest,
     create_snapshot,
@@ -14,7 +17,7 @@ from tma_ops.snapshot import (
     verify_snapshot,
 )
 from tma_ops.steps import RunContext
-from tma_ops.steps.smoke import run_checks
+from tma_ops.steps.smoke import fresh_log_baselines, run_smoke
 from tma_ops.units import human_size
 
 
@@ -61,12 +64,39 @@ def pre_promotion_snapshot(ctx: RunContext) -> dict[str, Any]:
 
 
 def rollback_production(ctx: RunContext) -> dict[str, Any]:
-    manifest = _manifest_of(ctx, "pre_promotion_snapshot")
-    restore_snapshot(ctx.site, manifest, "production", ctx.store, progress=ctx.progress)
-    healthy = all(result.ok for result in run_checks(ctx.site, "production"))
+    """Undo the promotion as one unit; the database is kept when no migration ran."""
+    before = ctx.outputs.get("promote", {}).get("baseline") or {}
+    baselines = fresh_log_baselines(ctx, "production", "rollback", before)
+    plan = plan_rollback(_promotion_facts(ctx))
+    ctx.tell(f"rolling back production: {plan.describe()}")
+    done = carry_out(ctx.site, "production", ctx.store, plan, progress=ctx.progress, say=ctx.tell)
+    results = run_smoke(ctx, "production", "rollback", baselines)
+    healthy = all(result.ok for result in results)
     state = "passes its smoke test" if healthy else "STILL FAILS its smoke test (check it)"
-    ctx.tell(f"production rolled back to {manifest.snapshot_id}; it {state}")
-    return {"snapshot_id": manifest.snapshot_id, "smoke_after_rollback_ok": healthy}
+    ctx.tell(f"production rolled back ({plan.describe()}); it {state}")
+    return {
+        "snapshot_id": ctx.outputs["pre_promotion_snapshot"]["snapshot_id"],
+        "smoke_after_rollback_ok": healthy,
+        **done.summary(),
+    }
+
+
+def _promotion_facts(ctx: RunContext) -> RollbackFacts:
+    snapshot_id = ctx.outputs["pre_promotion_snapshot"]["snapshot_id"]
+    promote = ctx.outputs.get("promote")
+    # A promotion cut short left no record of its migrations: assume the database moved.
+    migrations_ran = bool(promote["migrations"]) if promote else None
+    tree = release_tree(ctx.site.production)
+    if tree is None:
+        return RollbackFacts(False, None, snapshot_id, migrations_ran)
+    releases = tree.releases()
+    this_run = next((r for r in releases if r.id == ctx.run_id), None)
+    if this_run is None:  # the promotion stopped before its release existed
+        return RollbackFacts(True, tree.current_id(), snapshot_id, migrations_ran)
+    facts = facts_for_release(releases, this_run, snapshot_id)
+    if promote is not None:
+        facts = replace(facts, migrations_ran=migrations_ran)
+    return facts
 
 
 def _manifest_of(ctx: RunContext, step: str) -> Manifest:

@@ -16,7 +16,7 @@ from tma_ops.snapshot import Manifest, load_manifest
 from tma_ops.stacks import Update
 from tma_ops.steps import RunContext
 from tma_ops.steps.apply import apply_updates, planned_updates
-from tma_ops.steps.smoke import run_checks
+from tma_ops.steps.smoke import run_smoke
 
 
 def bisect_staging(ctx: RunContext) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def bisect_staging(ctx: RunContext) -> dict[str, Any]:
         record = {
             "round": number,
             "updates": list(step.components),
-            **_try(ctx, manifest, chosen),
+            **_try(ctx, manifest, chosen, number),
         }
         results[step.components] = record["ok"]
         rounds.append(record)
@@ -50,12 +50,13 @@ def bisect_staging(ctx: RunContext) -> dict[str, Any]:
     }
 
 
-def _try(ctx: RunContext, manifest: Manifest, updates: list[Update]) -> dict[str, Any]:
+def _try(ctx: RunContext, manifest: Manifest, updates: list[Update], number: int) -> dict[str, Any]:
     """Staging from the snapshot plus `updates`: whether it passes, and why not."""
     restore_snapshot(ctx.site, manifest, "staging", ctx.store, progress=ctx.progress)
     try:
-        apply_updates(ctx, "staging", "bisect", updates)
+        applied = apply_updates(ctx, "staging", "bisect", updates)
     except TmaError as exc:
         return {"ok": False, "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
-    failed = [r.name for r in run_checks(ctx.site, "staging") if not r.ok]
+    results = run_smoke(ctx, "staging", f"bisect-{number}", applied["baseline"])
+    failed = [r.name for r in results if not r.ok]
     return {"ok": not failed, "failed_checks": failed}

@@ -33,7 +33,7 @@ def compute_plan(
     say: Callable[[str], None] = _silent,
 ) -> Plan:
     """The plan for the components installed on `env_name` of `site`, as of `now`."""
-    env = site.environment(env_name)
+    env = site.environment(env_name).code()
     driver = driver_for(site.stack)
     say(f"reading the components installed on {env_name}")
     installed = driver.inventory(env)
