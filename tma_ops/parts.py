@@ -21,7 +21,14 @@ from tma_ops.faults import pause_point
 from tma_ops.model import Encryption
 from tma_ops.progress import TransferProgress
 from tma_ops.stores import Store
-from tma_ops.streams import HashingReader, Prefetching, Readable, compressing, decompressing
+from tma_ops.streams import (
+    HashingReader,
+    Prefetching,
+    Readable,
+    compressing,
+    decompressing,
+    drain,
+)
 
 ENCRYPTED_SUFFIX = ".age"
 
@@ -113,13 +120,20 @@ def reading_part(
         advance = stack.enter_context(progress.transfer(label, part.size))
         stream = stack.enter_context(store.get(part.key))
         stored = HashingReader(stream, advance)
-        plain = HashingReader(_unsealed(stored, identities, part.key))
+        # Three threads side by side (hashlib, the cipher and zstd release the GIL): reading and
+        # hashing the stored bytes, decrypting and decompressing them, and the consumer's side.
+        fetched = stack.enter_context(closing(Prefetching(stored)))
+        unsealed = Prefetching(_unsealed(fetched, identities, part.key))
+        plain = HashingReader(unsealed)
         try:
             yield plain
             plain.drain()
         except Exception as exc:
-            raise_part_failure(part, stored, exc)
-        stored.drain()
+            unsealed.close()
+            raise_part_failure(part, stored, exc, fetched)
+        finally:
+            unsealed.close()
+        drain(fetched)
     check_part_digests(part, stored, plain)
 
 
@@ -156,15 +170,18 @@ def check_stored_digest(part: Part, stored: HashingReader) -> None:
         )
 
 
-def raise_part_failure(part: Part, stored: HashingReader, exc: Exception) -> NoReturn:
+def raise_part_failure(
+    part: Part, stored: HashingReader, exc: Exception, rest: Readable | None = None
+) -> NoReturn:
     """Re-raise a failure met while decrypting, decompressing or consuming a part.
 
     Damaged stored bytes make the decryptor, decompressor, tar or the database client fail before
     the digests can be compared; such a failure is reported as an IntegrityError naming the key.
-    A failure of the store itself, or one with intact stored bytes, is raised unchanged.
+    A failure of the store itself, or one with intact stored bytes, is raised unchanged. `rest`
+    is what still reads the stored bytes, when they are read ahead in a thread.
     """
     try:
-        stored.drain()
+        drain(rest if rest is not None else stored)
     except Exception:
         raise exc  # noqa: B904 - the store failed too: the first failure is the one to report
     try:

@@ -134,6 +134,12 @@ class Prefetching(io.RawIOBase):
                 return
 
 
+def drain(stream: Readable) -> None:
+    """Read a stream to its end, discarding the bytes (its readers hash or count them)."""
+    while stream.read(CHUNK):
+        pass
+
+
 def decompressing(stored: Readable) -> BinaryIO:
     return zstandard.ZstdDecompressor().stream_reader(
         stored,  # type: ignore[arg-type]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 import zstandard
 
 from tma_ops.config import Inventory, load_inventory
@@ -135,3 +138,32 @@ def unpack_snapshot(workspace: Workspace, site: str, snapshot_id: str, into: Pat
         tree_fingerprint(local, str(into / "www")),
         SqliteEngine(str(into / "site.sqlite")).fingerprint(local),
     )
+
+
+def edit_inventory(
+    workspace: Workspace,
+    name: str,
+    site: dict[str, object] | None = None,
+    **environment: object,
+) -> None:
+    """Add `site` keys to the site and `environment` keys to each of its environments."""
+    data = yaml.safe_load(workspace.inventory_file.read_text())
+    data["sites"][name].update(site or {})
+    for env in data["sites"][name]["environments"].values():
+        env.update(environment)
+    workspace.inventory_file.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def add_posts(workspace: Workspace, site: str, count: int) -> None:
+    path = workspace.root / f"sites/{site}/production/site.sqlite"
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.executemany(
+            "INSERT INTO posts (title, body, published) VALUES (?, ?, ?)",
+            [(f"written after the promotion {n}", "body", "2026-11-29") for n in range(count)],
+        )
+
+
+def post_count(workspace: Workspace, site: str) -> int:
+    path = workspace.root / f"sites/{site}/production/site.sqlite"
+    with closing(sqlite3.connect(path)) as connection:
+        return int(connection.execute("SELECT COUNT(*) FROM posts").fetchone()[0])

@@ -5,14 +5,11 @@ and identifiers refused before any query runs. Secrets stay out of every message
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
-from typing import Any
 
 import pytest
 from harness import mariadb as maria
@@ -96,38 +93,6 @@ class Counted:
     executor: LocalExecutor
     sql: Callable[[str], str]  # runs SQL as the site's user
     qualified: bool = False  # schema.table names
-
-
-def _serve(
-    missing: Callable[[], str | None],
-    prefix: str,
-    start: Callable[[Path], Any],
-    stop: Callable[[Any], None],
-) -> Iterator[Any]:
-    reason = missing()
-    if reason:
-        pytest.skip(reason)
-    base = Path(tempfile.mkdtemp(prefix=prefix))  # under /tmp: the service user must reach it
-    try:
-        server = start(base)
-        try:
-            yield server
-        finally:
-            stop(server)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def mariadb_server() -> Iterator[maria.MariaDbServer]:
-    yield from _serve(
-        maria.missing_requirements, "tma-mariadb-", maria.start_mariadb, maria.stop_mariadb
-    )
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[pg.PostgresServer]:
-    yield from _serve(pg.missing_requirements, "tma-postgres-", pg.start_postgres, pg.stop_postgres)
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,9 @@ from urllib.request import urlopen
 
 import pytest
 
-from tma_ops.config import load_inventory
+from tma_ops.checks import CheckTarget
+from tma_ops.checks.suite import build_checks, run_suite, take_baselines
+from tma_ops.config import HttpCheck, load_inventory
 from tma_ops.demo.app import CRITICAL_ERROR, start_server
 from tma_ops.demo.workspace import (
     MARKER,
@@ -82,13 +84,27 @@ def test_every_smoke_check_of_the_inventory_passes(
     checked = 0
     for site in inventory.sites.values():
         for env in site.environments.values():
-            for check in env.smoke:
+            for check in (c for c in env.smoke if isinstance(c, HttpCheck)):
                 status, body = fetch(check.url)
                 assert status == check.status, check.url
                 assert check.contains is not None
                 assert check.contains in body, check.url
                 checked += 1
     assert checked == 6
+
+
+def test_the_whole_smoke_suite_passes_log_scan_included(
+    workspace: Path, server: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TMA_DEMO_PORT", str(server.server_address[1]))
+    site = load_inventory(workspace / "tma.yaml").site("shop")
+    target = CheckTarget("shop", "production", site.production, tmp_path / "artifacts")
+    checks = build_checks(target)
+    baselines = take_baselines(checks)
+    fetch(f"http://127.0.0.1:{server.server_address[1]}/shop/production/")
+    results = run_suite(checks, baselines)
+    assert [r.kind for r in results] == ["http", "logscan"]
+    assert all(r.ok for r in results), results
 
 
 @pytest.mark.parametrize(
@@ -216,7 +232,8 @@ def test_inventory_loads_and_points_into_workspace(
             assert Path(env.root) == root / "sites" / site.name / name / "www"
             assert Path(env.root, "plugins").is_dir()
             assert Path(env.database.path).is_file()
-            assert all(":18765/" in check.url for check in env.smoke)
+            urls = [check.url for check in env.smoke if isinstance(check, HttpCheck)]
+            assert urls and all(":18765/" in url for url in urls)
 
 
 def test_build_refuses_unmarked_directory(tmp_path: Path) -> None:

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import io
 import itertools
-import shutil
 import stat
 import subprocess
-import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,38 +194,6 @@ class Backend:
 
     def inventory(self, spec: ServerDatabase) -> list[str]:
         return self.sql(spec, self.dialect.inventory).splitlines()
-
-
-def _serve(
-    missing: Callable[[], str | None],
-    prefix: str,
-    start: Callable[[Path], Any],
-    stop: Callable[[Any], None],
-) -> Iterator[Any]:
-    reason = missing()
-    if reason:
-        pytest.skip(reason)
-    base = Path(tempfile.mkdtemp(prefix=prefix))  # under /tmp: the service user must reach it
-    try:
-        server = start(base)
-        try:
-            yield server
-        finally:
-            stop(server)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def mariadb_server() -> Iterator[maria.MariaDbServer]:
-    yield from _serve(
-        maria.missing_requirements, "tma-mariadb-", maria.start_mariadb, maria.stop_mariadb
-    )
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[pg.PostgresServer]:
-    yield from _serve(pg.missing_requirements, "tma-postgres-", pg.start_postgres, pg.stop_postgres)
 
 
 @pytest.fixture(params=["mariadb", "postgresql"])

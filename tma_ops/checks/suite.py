@@ -55,7 +55,7 @@ def run_suite(
                     name=check.name,
                     ok=False,
                     detail=f"check could not run: {type(exc).__name__}: {exc}",
-                    kind=type(check).__name__,
+                    kind=getattr(getattr(check, "spec", None), "check", "unknown"),
                 )
             )
     return results

@@ -7,8 +7,10 @@ from typing import Any
 
 from tma_ops.ansible import PlaybookContext
 from tma_ops.errors import StackError
+from tma_ops.faults import pause_point
 from tma_ops.model import Environment
 from tma_ops.policy import promotable
+from tma_ops.releases import ReleaseTree
 from tma_ops.rollback import release_tree, reload_after_switch
 from tma_ops.stacks import Applied, Update
 from tma_ops.stacks.registry import driver_for
@@ -82,31 +84,44 @@ def apply_in_release(
             f"not a release: run `tma-ops releases adopt {ctx.site.name} --env {env_name}`"
         )
     previous = tree.current_id()
+    release_id = _new_release_id(tree, ctx.run_id)
     snapshot_step = "pre_promotion_snapshot" if env_name == "production" else "snapshot"
     path = tree.prepare(
-        ctx.run_id,
+        release_id,
         run_id=ctx.run_id,
         snapshot_id=ctx.outputs.get(snapshot_step, {}).get("snapshot_id"),
         previous=previous,
     )
-    ctx.tell(f"{env_name}: release {ctx.run_id} prepared from {previous}")
+    ctx.tell(f"{env_name}: release {release_id} prepared from {previous}")
     staged_migrations = ctx.outputs.get("apply_staging", {}).get("migrations")
     maintenance = env_name == "production" and bool(staged_migrations)
-    pages = [r for r in (previous, ctx.run_id) if r]
+    pages = [r for r in (previous, release_id) if r]
     if maintenance:
         tree.set_maintenance(pages, env.releases.maintenance_file, _page(env), on=True)
         ctx.tell(f"{env_name}: maintenance mode on (the update migrates the database)")
     try:
         applied = driver_for(ctx.site.stack).apply(env.in_tree(path), updates, playbooks)
-        tree.mark(ctx.run_id, "pending", migrations=applied.migrations)
-        seconds = tree.switch(ctx.run_id)
+        tree.mark(release_id, "pending", migrations=applied.migrations)
+        seconds = tree.switch(release_id)
+        pause_point(f"apply-{env_name}:after-switch")
         reload_after_switch(ctx.site, env)
-        ctx.tell(f"{env_name}: current is now release {ctx.run_id} (switched in {seconds:.3f} s)")
+        ctx.tell(f"{env_name}: current is now release {release_id} (switched in {seconds:.3f} s)")
     finally:
         if maintenance:
             tree.set_maintenance(pages, env.releases.maintenance_file, _page(env), on=False)
             ctx.tell(f"{env_name}: maintenance mode off")
-    return ctx.run_id, applied
+    return release_id, applied
+
+
+def _new_release_id(tree: ReleaseTree, run_id: str) -> str:
+    """The run's id; a promotion redone after a reset gets the next free `<run>_<n>` (the
+    release it replaces was rolled back and stays marked bad)."""
+    settled = {r.id for r in tree.releases() if r.status in ("good", "bad")}
+    release_id, attempt = run_id, 1
+    while release_id in settled:
+        attempt += 1
+        release_id = f"{run_id}_{attempt}"
+    return release_id
 
 
 def _page(env: Environment) -> str:

@@ -90,7 +90,7 @@ def _promotion_facts(ctx: RunContext) -> RollbackFacts:
     if tree is None:
         return RollbackFacts(False, None, snapshot_id, migrations_ran)
     releases = tree.releases()
-    this_run = next((r for r in releases if r.id == ctx.run_id), None)
+    this_run = next((r for r in reversed(releases) if r.run_id == ctx.run_id), None)
     if this_run is None:  # the promotion stopped before its release existed
         return RollbackFacts(True, tree.current_id(), snapshot_id, migrations_ran)
     facts = facts_for_release(releases, this_run, snapshot_id)
