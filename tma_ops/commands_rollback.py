@@ -94,7 +94,9 @@ def rollback_command(args: argparse.Namespace) -> int:
 
 def _plan(site: Site, env_name: str, store: Store, to: str | None) -> RollbackPlan:
     tree = release_tree(site.environment(env_name))
-    releases = tree.releases() if tree is not None and tree.exists() else []
+    releases = tree.releases() if tree is not None else []
+    if not any(release.is_current for release in releases):
+        releases = []  # no release layout (yet): the snapshots are what there is
     manifests = list_snapshots(store, site.name)
     return plan_rollback(choose_rollback(releases, manifests, env_name, to))
 
