@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from tma_ops.checks import CheckResult, CheckTarget
-from tma_ops.checks.suite import build_checks, run_suite, suite_key
+from tma_ops.checks.suite import build_checks, rollback_baselines, run_suite
 from tma_ops.commands import emit, open_inventory, open_journal, progress_for, say, state_dir
 from tma_ops.config import Site
 from tma_ops.cycle import new_run_id
-from tma_ops.errors import EXIT_OK, EXIT_ROLLBACK_FAILED, LockHeldError, TmaError
+from tma_ops.errors import EXIT_OK, EXIT_ROLLBACK_FAILED, LockHeldError, TmaError, one_line
 from tma_ops.journal import Journal
 from tma_ops.lock import LockOwner, SiteLock
 from tma_ops.rollback import (
@@ -157,11 +157,7 @@ def _roll_back(
         {"environment": args.env, "by": operator, "plan": plan.describe(), "to": args.to},
     )
     checks = build_checks(_target(site, args.env, directory, run_id))
-    logs = {
-        suite_key(i, c): c.baseline()
-        for i, c in enumerate(checks)
-        if site.environment(args.env).smoke[i].check == "logscan"
-    }
+    logs = rollback_baselines(checks, before={})
     try:
         done = carry_out(
             site,
@@ -175,7 +171,7 @@ def _roll_back(
         record(
             "emergency_rollback",
             "failed",
-            {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__},
+            {"error": one_line(exc)},
         )
         raise
     record("emergency_rollback", "done", done.summary())

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tma_ops.config import Site
-from tma_ops.errors import RollbackFailed, StepFailed, TmaError
+from tma_ops.errors import RollbackFailed, StepFailed, TmaError, one_line
 from tma_ops.journal import Event, Journal
 from tma_ops.lock import SiteLock
 from tma_ops.policy import (
@@ -200,7 +200,7 @@ def _run_one(ctx: RunContext, step: Step) -> None:
     try:
         data = step.action(ctx)
     except BaseException as exc:
-        ctx.record(step.name, "failed", {"error": _one_line(exc)})
+        ctx.record(step.name, "failed", {"error": one_line(exc)})
         raise
     ctx.outputs[step.name] = data
     ctx.record(step.name, "done", data)
@@ -216,8 +216,8 @@ def _finish_failed(ctx: RunContext, step: Step, exc: BaseException) -> RunSummar
         except BaseException as rollback_exc:
             ctx.record("run", "finished", {"outcome": "failed", "production": "INCONSISTENT"})
             raise RollbackFailed(
-                f"{ctx.site.name}: {step.name} failed ({_one_line(exc)}) and "
-                f"the rollback failed too ({_one_line(rollback_exc)}): "
+                f"{ctx.site.name}: {step.name} failed ({one_line(exc)}) and "
+                f"the rollback failed too ({one_line(rollback_exc)}): "
                 "production needs attention"
             ) from rollback_exc
         production = production_state("rolled-back")
@@ -225,7 +225,7 @@ def _finish_failed(ctx: RunContext, step: Step, exc: BaseException) -> RunSummar
         ctx.record("run", "finished", {"outcome": "failed", "production": "INCONSISTENT"})
         raise RollbackFailed(
             f"{ctx.site.name}: the rollback of production failed "
-            f"({_one_line(exc)}): production needs attention"
+            f"({one_line(exc)}): production needs attention"
         ) from exc
     ctx.record(
         "run",
@@ -233,7 +233,7 @@ def _finish_failed(ctx: RunContext, step: Step, exc: BaseException) -> RunSummar
         {
             "outcome": "failed",
             "failed_step": step.name,
-            "error": _one_line(exc),
+            "error": one_line(exc),
             "production": production,
         },
     )
@@ -274,8 +274,3 @@ def _finish(ctx: RunContext, outcome: str, *, resumed: bool) -> RunSummary:
     )
     ctx.tell(f"{outcome}: production {summary.production}")
     return summary
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -127,13 +127,16 @@ def release_id_of_link(target: str | None) -> str | None:
     return None
 
 
+def release_before(releases: Sequence[Release], release_id: str) -> Release | None:
+    """The newest release older than `release_id` that is not marked bad."""
+    older = [r for r in releases if r.id < release_id and r.status != "bad"]
+    return max(older, key=lambda release: release.id, default=None)
+
+
 def rollback_target_of(releases: Sequence[Release]) -> Release | None:
     """The newest release older than the current one that is not marked bad."""
     current = next((release for release in releases if release.is_current), None)
-    if current is None:
-        return None
-    older = [r for r in releases if r.id < current.id and r.status != "bad"]
-    return max(older, key=lambda release: release.id, default=None)
+    return release_before(releases, current.id) if current is not None else None
 
 
 def prune_choice(releases: Sequence[Release], keep: int) -> list[str]:

@@ -17,7 +17,7 @@ from tma_ops.dbs import database_of
 from tma_ops.executors import open_executor
 from tma_ops.model import Environment
 from tma_ops.progress import SILENT, TransferProgress
-from tma_ops.releases import Release, ReleaseTree
+from tma_ops.releases import Release, ReleaseTree, release_before
 from tma_ops.restore import restore_snapshot
 from tma_ops.rollback_plan import NoRollbackTarget, RollbackFacts, RollbackPlan
 from tma_ops.snapshot import Manifest, load_manifest
@@ -61,12 +61,6 @@ def reload_after_switch(site: Site, env: Environment) -> None:
     code_root = env.code().root
     script = 'cd "$1" && eval "$2"'
     open_executor(env.executor).run(["sh", "-c", script, "reload", code_root, command])
-
-
-def release_before(releases: list[Release], release_id: str) -> Release | None:
-    """The newest release older than `release_id` that is not marked bad."""
-    older = [r for r in releases if r.id < release_id and r.status != "bad"]
-    return older[-1] if older else None
 
 
 def facts_for_release(
@@ -224,7 +218,7 @@ def _switch_back(
     current = tree.current_id()
     maintenance = [r for r in (current, plan.release) if r]
     if plan.restores_database and manifest is not None:
-        tree.set_maintenance(maintenance, env.releases.maintenance_file, _page(env), on=True)
+        set_maintenance(tree, env, maintenance, on=True)
         restore_snapshot(site, manifest, env_name, store, progress=progress, files=False)
         say(f"{env_name}: database restored from {manifest.snapshot_id}")
     if current != plan.release:
@@ -234,10 +228,12 @@ def _switch_back(
     if current and current != plan.release:
         tree.mark(current, "bad", reason="rolled back")
     if plan.restores_database:
-        tree.set_maintenance(maintenance, env.releases.maintenance_file, _page(env), on=False)
+        set_maintenance(tree, env, maintenance, on=False)
     return current if current != plan.release else None
 
 
-def _page(env: Environment) -> str:
+def set_maintenance(tree: ReleaseTree, env: Environment, releases: list[str], *, on: bool) -> None:
+    """The environment's maintenance page put in (or taken out of) the given releases."""
     assert env.releases is not None
-    return env.releases.maintenance_content
+    page = env.releases
+    tree.set_maintenance(releases, page.maintenance_file, page.maintenance_content, on=on)

@@ -14,7 +14,7 @@ from tma_ops.checks import CheckResult, CheckTarget
 from tma_ops.model_checks import HttpCheck
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
+class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None  # the 3xx response itself becomes the result
 
@@ -40,14 +40,14 @@ class HttpSmokeCheck:
             return CheckResult(
                 name=self.spec.url,
                 ok=False,
-                detail=_describe_failure(exc, self.timeout),
+                detail=describe_failure(exc, self.timeout),
                 data={"status": None, "latency_ms": latency_ms, "bytes": 0},
             )
         return evaluate(self.spec, status, body, _elapsed_ms(start), charset)
 
     def _fetch(self) -> tuple[int, bytes, str]:
         # A check that expects a redirect must see it rather than the page it points to.
-        handlers = [_NoRedirect()] if 300 <= self.spec.status < 400 else []
+        handlers = [NoRedirect()] if 300 <= self.spec.status < 400 else []
         opener = urllib.request.build_opener(*handlers)
         request = urllib.request.Request(self.spec.url, headers={"User-Agent": "tma-ops-smoke"})
         try:
@@ -106,7 +106,7 @@ def decode_body(body: bytes, charset: str) -> str:
         return body.decode("utf-8", errors="replace")
 
 
-def _describe_failure(exc: BaseException, timeout: float) -> str:
+def describe_failure(exc: BaseException, timeout: float) -> str:
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused"

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from tma_ops.checks import CheckResult, CheckTarget
-from tma_ops.checks.http import _describe_failure, decode_body, judge_response
+from tma_ops.checks.http import NoRedirect, decode_body, describe_failure, judge_response
 from tma_ops.model_checks import PLACEHOLDER, JourneyCheck, JourneyStep
 
 USER_AGENT = "tma-ops-smoke"
@@ -78,11 +78,6 @@ class Response:
     latency_ms: int
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the 3xx response itself is what the step judges
-
-
 class Visitor:
     """One browser-like visitor: a cookie jar shared by every request, redirects or not."""
 
@@ -90,7 +85,7 @@ class Visitor:
         self.cookies = http.cookiejar.CookieJar()
         cookie_handler = urllib.request.HTTPCookieProcessor(self.cookies)
         self._following = urllib.request.build_opener(cookie_handler)
-        self._staying = urllib.request.build_opener(cookie_handler, _NoRedirect())
+        self._staying = urllib.request.build_opener(cookie_handler, NoRedirect())
 
     def send(
         self, method: str, url: str, form: Mapping[str, str], *, follow: bool, timeout: float
@@ -156,7 +151,7 @@ class JourneyCheckRunner:
         try:
             response = visitor.send(step.method, url, form, follow=follow, timeout=timeout)
         except (OSError, http.client.HTTPException) as exc:
-            return _describe_failure(exc, timeout), None
+            return describe_failure(exc, timeout), None
         return self._judge(step, response, values), response
 
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection
 from typing import Any
 
 from tma_ops.checks import Check, CheckResult, CheckTarget
@@ -30,14 +31,33 @@ def suite_key(index: int, check: Check) -> str:
     return f"{index}:{check.name}"
 
 
-def take_baselines(checks: list[Check]) -> dict[str, dict[str, Any]]:
-    """Each check's memory of the environment before a change, keyed by its place in the suite."""
+def kind_of(check: Check) -> str:
+    return str(getattr(getattr(check, "spec", None), "check", "unknown"))
+
+
+def take_baselines(
+    checks: list[Check], kinds: Collection[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each check's memory of the environment before a change, keyed by its place in the suite
+    (only the checks of `kinds`, when given)."""
     baselines = {}
     for index, check in enumerate(checks):
+        if kinds is not None and kind_of(check) not in kinds:
+            continue
         data = check.baseline()
         if data:
             baselines[suite_key(index, check)] = data
     return baselines
+
+
+def rollback_baselines(
+    checks: list[Check], before: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Baselines for checking a rollback: log scans start now (the undone change's errors are
+    not the rollback's); the other checks compare with the state `before` the change."""
+    logs = {suite_key(i, c) for i, c in enumerate(checks) if kind_of(c) == "logscan"}
+    kept = {key: data for key, data in before.items() if key not in logs}
+    return {**kept, **take_baselines(checks, {"logscan"})}
 
 
 def run_suite(
@@ -55,7 +75,7 @@ def run_suite(
                     name=check.name,
                     ok=False,
                     detail=f"check could not run: {type(exc).__name__}: {exc}",
-                    kind=getattr(getattr(check, "spec", None), "check", "unknown"),
+                    kind=kind_of(check),
                 )
             )
     return results

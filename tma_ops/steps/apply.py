@@ -8,10 +8,9 @@ from typing import Any
 from tma_ops.ansible import PlaybookContext
 from tma_ops.errors import StackError
 from tma_ops.faults import pause_point
-from tma_ops.model import Environment
 from tma_ops.policy import promotable
 from tma_ops.releases import ReleaseTree
-from tma_ops.rollback import release_tree, reload_after_switch
+from tma_ops.rollback import release_tree, reload_after_switch, set_maintenance
 from tma_ops.stacks import Applied, Update
 from tma_ops.stacks.registry import driver_for
 from tma_ops.steps import RunContext
@@ -97,7 +96,7 @@ def apply_in_release(
     maintenance = env_name == "production" and bool(staged_migrations)
     pages = [r for r in (previous, release_id) if r]
     if maintenance:
-        tree.set_maintenance(pages, env.releases.maintenance_file, _page(env), on=True)
+        set_maintenance(tree, env, pages, on=True)
         ctx.tell(f"{env_name}: maintenance mode on (the update migrates the database)")
     try:
         applied = driver_for(ctx.site.stack).apply(env.in_tree(path), updates, playbooks)
@@ -108,7 +107,7 @@ def apply_in_release(
         ctx.tell(f"{env_name}: current is now release {release_id} (switched in {seconds:.3f} s)")
     finally:
         if maintenance:
-            tree.set_maintenance(pages, env.releases.maintenance_file, _page(env), on=False)
+            set_maintenance(tree, env, pages, on=False)
             ctx.tell(f"{env_name}: maintenance mode off")
     return release_id, applied
 
@@ -122,8 +121,3 @@ def _new_release_id(tree: ReleaseTree, run_id: str) -> str:
         attempt += 1
         release_id = f"{run_id}_{attempt}"
     return release_id
-
-
-def _page(env: Environment) -> str:
-    assert env.releases is not None
-    return env.releases.maintenance_content

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from tma_ops.checks import Check, CheckResult, CheckTarget
-from tma_ops.checks.suite import build_checks, run_suite, suite_key, take_baselines
+from tma_ops.checks.suite import build_checks, rollback_baselines, run_suite, take_baselines
 from tma_ops.rollback import release_tree
 from tma_ops.steps import RunContext
 
@@ -31,14 +31,8 @@ def baseline_of(ctx: RunContext, env_name: str, label: str) -> Baselines:
 
 
 def fresh_log_baselines(ctx: RunContext, env_name: str, label: str, before: Baselines) -> Baselines:
-    """Baselines for checking a rollback: log scans start now (the failed change's errors are
-    not the rollback's); the other checks compare with the state `before` the change."""
-    env = ctx.site.environment(env_name)
-    checks = env_checks(ctx, env_name, label)
-    logs = [i for i, spec in enumerate(env.smoke) if spec.check == "logscan"]
-    fresh = {suite_key(i, checks[i]): checks[i].baseline() for i in logs}
-    kept = {k: v for k, v in before.items() if int(k.split(":", 1)[0]) not in logs}
-    return {**kept, **fresh}
+    """Baselines to check a rollback of `env_name` with (see rollback_baselines)."""
+    return rollback_baselines(env_checks(ctx, env_name, label), before)
 
 
 def run_smoke(
