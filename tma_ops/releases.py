@@ -127,10 +127,28 @@ def release_id_of_link(target: str | None) -> str | None:
     return None
 
 
+def release_order(release: Release) -> tuple[str, datetime, str]:
+    """Oldest first. Ids carry the time to the second only, so two releases made within the
+    same second (an adoption right before a promotion) are ordered by their recorded time."""
+    return (release.id[:16], _recorded_time(release.created_at), release.id)
+
+
+def _recorded_time(created_at: str) -> datetime:
+    try:
+        return datetime.fromisoformat(created_at).astimezone(UTC)
+    except ValueError:  # hand-made release without a mark: its id's second decides
+        return datetime.min.replace(tzinfo=UTC)
+
+
 def release_before(releases: Sequence[Release], release_id: str) -> Release | None:
     """The newest release older than `release_id` that is not marked bad."""
-    older = [r for r in releases if r.id < release_id and r.status != "bad"]
-    return max(older, key=lambda release: release.id, default=None)
+    by_id = {release.id: release for release in releases}
+    if release_id not in by_id:
+        older = [r for r in releases if r.id < release_id and r.status != "bad"]
+        return max(older, key=release_order, default=None)
+    limit = release_order(by_id[release_id])
+    older = [r for r in releases if release_order(r) < limit and r.status != "bad"]
+    return max(older, key=release_order, default=None)
 
 
 def rollback_target_of(releases: Sequence[Release]) -> Release | None:
@@ -145,7 +163,7 @@ def prune_choice(releases: Sequence[Release], keep: int) -> list[str]:
         raise ReleaseError(f"releases to keep must be 0 or more, got {keep}")
     target = rollback_target_of(releases)
     protected = {r.id for r in releases if r.is_current} | ({target.id} if target else set())
-    ids = sorted(release.id for release in releases)
+    ids = [release.id for release in sorted(releases, key=release_order)]
     beyond = ids[: max(len(ids) - keep, 0)]
     return [release_id for release_id in beyond if release_id not in protected]
 
@@ -188,7 +206,7 @@ def release_of(name: str, mark: object, current: str | None) -> Release:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _entry(status: str, info: Mapping[str, Any]) -> dict[str, Any]:
@@ -217,8 +235,9 @@ class ReleaseTree:
     def releases(self) -> list[Release]:
         state = self._call(STATE)
         current = release_id_of_link(state["current"])
-        names = sorted(name for name in state["dirs"] if RELEASE_ID.match(name))
-        return [release_of(name, state["marks"].get(name), current) for name in names]
+        names = [name for name in state["dirs"] if RELEASE_ID.match(name)]
+        found = [release_of(name, state["marks"].get(name), current) for name in names]
+        return sorted(found, key=release_order)
 
     def adopt(self, release_id: str) -> Release:
         """Turn the plain tree at root into releases/<id>, current and marked good.

@@ -17,7 +17,7 @@ from tma_ops.dbs import database_of
 from tma_ops.executors import open_executor
 from tma_ops.model import Environment
 from tma_ops.progress import SILENT, TransferProgress
-from tma_ops.releases import Release, ReleaseTree, release_before
+from tma_ops.releases import Release, ReleaseTree, release_before, release_order
 from tma_ops.restore import restore_snapshot
 from tma_ops.rollback_plan import NoRollbackTarget, RollbackFacts, RollbackPlan
 from tma_ops.snapshot import Manifest, load_manifest
@@ -113,7 +113,12 @@ def _facts_for_named_release(
             f"release {target.id} is marked bad (it was rolled back before); name another "
             "release or a snapshot"
         )
-    undone = [r for r in releases if r.id > target.id and (current is None or r.id <= current.id)]
+    oldest, newest = release_order(target), release_order(current) if current else None
+    undone = [
+        r
+        for r in releases
+        if oldest < release_order(r) and (newest is None or release_order(r) <= newest)
+    ]
     if not undone:
         raise NoRollbackTarget(f"release {target.id} is already the current one")
     ran = [_migrations_ran(r) for r in undone]

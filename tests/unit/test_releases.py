@@ -22,6 +22,7 @@ from tma_ops.releases import (
     prune_choice,
     release_id_of_link,
     release_of,
+    release_order,
     rollback_target_of,
     shared_link_target,
 )
@@ -228,3 +229,29 @@ def test_release_read_from_a_mark(
         recorded,
     )
     assert release.is_current
+
+
+@pytest.mark.parametrize(
+    ("made", "expected"),
+    [
+        # (id suffix, recorded time): same second, the recorded time decides, not the suffix
+        ([("f7", "2026-11-29T03:44:36.100000Z"), ("0a", "2026-11-29T03:44:36.900000Z")], "f7"),
+        ([("0a", "2026-11-29T03:44:36.100000Z"), ("f7", "2026-11-29T03:44:36.900000Z")], "0a"),
+        # a mark written before times had fractions still compares with a newer one
+        ([("f7", "2026-11-29T03:44:36Z"), ("0a", "2026-11-29T03:44:36.500000Z")], "f7"),
+        # without a recorded time the id decides
+        ([("0a", ""), ("f7", "")], "0a"),
+    ],
+)
+def test_releases_made_within_one_second_keep_their_order(
+    made: list[tuple[str, str]], expected: str
+) -> None:
+    found = [
+        release_of(f"20261129T034436Z-{suffix}", {"status": "good", "created_at": at}, None)
+        for suffix, at in made
+    ]
+    newest = found[-1]
+    current = release_of(newest.id, {"status": "good", "created_at": made[-1][1]}, newest.id)
+    target = rollback_target_of([*found[:-1], current])
+    assert target is not None and target.id == f"20261129T034436Z-{expected}"
+    assert [r.id for r in sorted(found, key=release_order)] == [r.id for r in found]
