@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,10 @@ _SCHEMA = (
         last_hash TEXT NOT NULL
     )""",
     f"INSERT OR IGNORE INTO head (singleton, last_id, last_hash) VALUES (1, 0, '{GENESIS_HASH}')",
+    """CREATE TABLE IF NOT EXISTS meta (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        journal_id TEXT NOT NULL
+    )""",
     """CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
     BEGIN SELECT RAISE(ABORT, 'journal events are append-only: UPDATE refused'); END""",
     """CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
@@ -162,6 +167,12 @@ class Journal:
             with self._transaction(immediate=True):
                 for statement in _SCHEMA:
                     self._conn.execute(statement)
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO meta (singleton, journal_id) VALUES (1, ?)",
+                    (uuid.uuid4().hex,),
+                )
+                row = self._conn.execute("SELECT journal_id FROM meta").fetchone()
+        self.journal_id: str = row["journal_id"]
 
     def __enter__(self) -> Journal:
         return self
@@ -221,6 +232,16 @@ class Journal:
             "UPDATE head SET last_id = ?, last_hash = ? WHERE singleton = 1",
             (event.id, event.hash),
         )
+
+    def head(self) -> tuple[int, str]:
+        """The last event's id and hash, as the head row records them (0 and zeros if empty)."""
+        with self._sqlite_errors():
+            row = self._conn.execute(
+                "SELECT last_id, last_hash FROM head WHERE singleton = 1"
+            ).fetchone()
+        if row is None:
+            raise IntegrityError(f"journal {self.path}: head is missing, the file was altered")
+        return int(row["last_id"]), str(row["last_hash"])
 
     def events(self, *, site: str | None = None, run_id: str | None = None) -> list[Event]:
         """Events in id order, optionally only those of one site and/or one run."""
