@@ -13,9 +13,11 @@ from types import FrameType
 from tma_ops import (
     __version__,
     commands,
+    commands_audit_log,
     commands_plan,
     commands_prune,
     commands_releases,
+    commands_restore_test,
     commands_rollback,
     commands_verify,
 )
@@ -66,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands_plan.add_plan_parser(sub, common)
     commands_rollback.add_rollback_parser(sub, common)
     commands_releases.add_releases_parser(sub, common)
+    commands_restore_test.add_restore_test_parsers(sub, common)
+    commands_audit_log.add_audit_log_parser(sub, common)
     _add_prune(sub, common)
     _add_lock(sub, common)
     _add_journal(sub, common)
@@ -194,6 +198,8 @@ def _add_lock(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
 
 
 def _add_journal(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from tma_ops import commands_journal
+
     journal = sub.add_parser("journal", help="read and verify the journal")
     j_sub = journal.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = j_sub.add_parser("show", parents=[common], help="print journal events")
@@ -201,9 +207,14 @@ def _add_journal(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     show.add_argument("--run")
     show.set_defaults(handler=commands.journal_show)
     verify = j_sub.add_parser(
-        "verify", parents=[common], help="check the hash chain; name the first broken event"
+        "verify",
+        parents=[common],
+        help="check the hash chain (and, with --against-store, the signed heads in the store)",
+        description=commands_journal.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    verify.set_defaults(handler=commands.journal_verify)
+    commands_journal.add_verify_options(verify)
+    verify.set_defaults(handler=commands_journal.journal_verify)
 
 
 def _add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -21,7 +21,10 @@ from tma_ops.errors import (
     TmaError,
 )
 from tma_ops.journal import Journal
+from tma_ops.journal_heads import head_published_after
 from tma_ops.lock import SiteLock
+from tma_ops.model_journal import JOURNAL_FILE as JOURNAL_FILE  # where callers look for it
+from tma_ops.model_journal import JournalSettings
 from tma_ops.operations import manual_restore, manual_snapshot
 from tma_ops.progress import TransferProgress
 from tma_ops.snapshot import list_snapshots, resolve_snapshot
@@ -29,8 +32,6 @@ from tma_ops.steps.plan import compute_plan
 from tma_ops.stores import open_store
 from tma_ops.units import human_size
 from tma_ops.update_policy import approvals
-
-JOURNAL_FILE = "journal.sqlite"
 
 
 def say(line: str) -> None:
@@ -77,8 +78,32 @@ def state_dir(args: argparse.Namespace, inventory: Inventory | None) -> Path:
 
 
 def open_journal(directory: Path, inventory: Inventory | None = None) -> Journal:
-    """The journal, told the inventory's credentials so that it never records them."""
-    return Journal(directory / JOURNAL_FILE, secrets=inventory.secrets() if inventory else ())
+    """The journal the inventory configures (by default the SQLite file in `directory`), told
+    the inventory's credentials so that it never records them."""
+    settings = inventory.journal if inventory else JournalSettings()
+    secrets = inventory.secrets() if inventory else []
+    if settings.backend == "postgresql" and settings.url:
+        from tma_ops.journal_postgres import PostgresJournal  # loads psycopg: only when used
+
+        return PostgresJournal(settings.url, password=settings.password, secrets=secrets)
+    return Journal(settings.sqlite_path(directory), secrets=secrets)
+
+
+def require_journal(directory: Path, inventory: Inventory | None) -> None:
+    """Refuse to read a SQLite journal that was never written (opening would create it)."""
+    settings = inventory.journal if inventory else JournalSettings()
+    path = settings.sqlite_path(directory)
+    if settings.backend == "sqlite" and not path.exists():
+        raise TmaError(f"no journal at {path}")
+
+
+def journal_inventory(args: argparse.Namespace) -> Inventory | None:
+    """The inventory naming the journal: the one given, else tma.yaml here unless --state is
+    passed; None when the state directory alone says where the journal is."""
+    given = args.inventory or os.environ.get("TMA_OPS_INVENTORY")
+    if given or (not args.state and Path("tma.yaml").exists()):
+        return open_inventory(args)
+    return None
 
 
 def progress_for(args: argparse.Namespace) -> TransferProgress:
@@ -101,7 +126,11 @@ def snapshot(args: argparse.Namespace) -> int:
     inventory = open_inventory(args)
     site = inventory.site(args.site)
     store = open_store(site.store)
-    with open_journal(state_dir(args, inventory), inventory) as journal:
+    directory = state_dir(args, inventory)
+    with (
+        open_journal(directory, inventory) as journal,
+        head_published_after(journal, inventory, directory, site),
+    ):
         manifest = manual_snapshot(
             site, args.env, store, journal, state_dir(args, inventory), progress_for(args)
         )
@@ -157,7 +186,11 @@ def restore(args: argparse.Namespace) -> int:
     manifest = resolve_snapshot(store, site.name, args.snapshot)
     if args.to_env == "production" and not args.yes:
         _confirm_production_restore(site, manifest.snapshot_id)
-    with open_journal(state_dir(args, inventory), inventory) as journal:
+    directory = state_dir(args, inventory)
+    with (
+        open_journal(directory, inventory) as journal,
+        head_published_after(journal, inventory, directory, site),
+    ):
         manual_restore(
             site,
             manifest,
@@ -205,7 +238,8 @@ def cycle(args: argparse.Namespace) -> int:
     codes = []
     with open_journal(directory, inventory) as journal:
         for site in sites:
-            codes.append(_cycle_one(args, site, journal, directory, len(sites) > 1))
+            with head_published_after(journal, inventory, directory, site):
+                codes.append(_cycle_one(args, site, journal, directory, len(sites) > 1))
     return max(codes)
 
 
@@ -310,7 +344,8 @@ def lock_break(args: argparse.Namespace) -> int:
 
 
 def journal_show(args: argparse.Namespace) -> int:
-    with open_journal(state_dir(args, None)) as journal:
+    inventory = journal_inventory(args)
+    with open_journal(state_dir(args, inventory), inventory) as journal:
         for event in journal.events(site=args.site, run_id=args.run):
             detail = json.dumps(event.data, ensure_ascii=False, sort_keys=True)
             emit(
@@ -323,14 +358,14 @@ def journal_show(args: argparse.Namespace) -> int:
 
 
 def journal_verify(args: argparse.Namespace) -> int:
-    path = state_dir(args, None) / JOURNAL_FILE
-    if not path.exists():
-        raise TmaError(f"no journal at {path}")
-    with open_journal(path.parent) as journal:
-        report = journal.verify()
+    inventory = journal_inventory(args)
+    directory = state_dir(args, inventory)
+    require_journal(directory, inventory)
+    with open_journal(directory, inventory) as journal:
+        where, report = journal.description, journal.verify()
     if not report.ok and not args.json:
-        raise IntegrityError(f"journal {path}: {report.reason}")
-    emit(args, asdict(report), f"journal {path}: ok, {report.count} events, hash chain intact")
+        raise IntegrityError(f"journal {where}: {report.reason}")
+    emit(args, asdict(report), f"journal {where}: ok, {report.count} events, hash chain intact")
     return EXIT_OK if report.ok else EXIT_INTEGRITY
 
 

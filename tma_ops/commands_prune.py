@@ -11,6 +11,7 @@ from tma_ops.commands import emit, open_inventory, open_journal, say, state_dir
 from tma_ops.config import Retention, Site
 from tma_ops.errors import EXIT_OK, EXIT_WARNINGS, TmaError
 from tma_ops.journal import Journal
+from tma_ops.journal_heads import head_published_after
 from tma_ops.prune_operation import prune_site
 from tma_ops.pruning import PruneResult
 from tma_ops.retention import as_utc
@@ -47,7 +48,10 @@ def prune(args: argparse.Namespace) -> int:
     codes = []
     with open_journal(directory, inventory) as journal:
         for site in sites:
-            codes.append(_prune_one(args, site, journal, directory, keep_going=len(sites) > 1))
+            with head_published_after(
+                journal, inventory, directory, site, enabled=not args.dry_run
+            ):
+                codes.append(_prune_one(args, site, journal, directory, keep_going=len(sites) > 1))
     return max(codes)
 
 

@@ -20,6 +20,7 @@ from tma_ops.config import Site
 from tma_ops.cycle import new_run_id
 from tma_ops.errors import EXIT_OK, EXIT_ROLLBACK_FAILED, LockHeldError, TmaError, one_line
 from tma_ops.journal import Journal
+from tma_ops.journal_heads import head_published_after
 from tma_ops.lock import LockOwner, SiteLock
 from tma_ops.rollback import (
     RollbackDone,
@@ -86,7 +87,10 @@ def rollback_command(args: argparse.Namespace) -> int:
     lock = SiteLock(directory, site.name)
     overridden = _take_lock(lock, run_id, break_glass=args.break_glass)
     try:
-        with open_journal(directory, inventory) as journal:
+        with (
+            open_journal(directory, inventory) as journal,
+            head_published_after(journal, inventory, directory, site, run_id=run_id),
+        ):
             return _roll_back(args, site, store, plan, journal, run_id, overridden, directory)
     finally:
         lock.release()

@@ -33,6 +33,7 @@ from tma_ops.model import (
     StoreSpec,
     UpdatePolicy,
 )
+from tma_ops.model_journal import JournalSettings, journal_settings_of
 from tma_ops.model_stacks import ArchiveStack, Stack
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "ExecutorSpec",
     "HttpCheck",
     "Inventory",
+    "JournalSettings",
     "Retention",
     "ServerDatabase",
     "Site",
@@ -52,7 +54,7 @@ __all__ = [
 ]
 SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-TOP_LEVEL_KEYS = ("version", "state_dir", "defaults", "sites")
+TOP_LEVEL_KEYS = ("version", "state_dir", "defaults", "sites", "journal")
 LOADER_KEYS = ("name", "source")  # Site fields set by the loader, never written in a file
 
 
@@ -60,9 +62,11 @@ class Inventory(BaseModel):
     sites: dict[str, Site]
     state_dir: Path
     files: list[Path]
+    journal: JournalSettings = JournalSettings()
 
     def secrets(self) -> list[str]:
-        return [secret for site in self.sites.values() for secret in site.secrets()]
+        found = [secret for site in self.sites.values() for secret in site.secrets()]
+        return found + self.journal.secrets()
 
     def site(self, name: str) -> Site:
         if name not in self.sites:
@@ -75,6 +79,7 @@ def load_inventory(path: Path) -> Inventory:
     files = _inventory_files(path)
     sites: dict[str, Site] = {}
     state_dir: Path | None = None
+    journal: JournalSettings | None = None
     for file in files:
         document = _read_yaml(file)
         for site in _sites_of(file, document):
@@ -87,10 +92,17 @@ def load_inventory(path: Path) -> Inventory:
             sites[site.name] = site
         if "state_dir" in document and state_dir is None:
             state_dir = _resolve(file.parent, document["state_dir"])
+        if "journal" in document and journal is None:
+            journal = journal_settings_of(file, _expand_env(file, "journal", document["journal"]))
     if not sites:
         raise InventoryError(f"{path}: no site defined; expected a 'sites:' mapping")
     default_state = Path(os.environ.get("TMA_OPS_STATE", "~/.local/state/tma-ops")).expanduser()
-    return Inventory(sites=sites, state_dir=state_dir or default_state, files=files)
+    return Inventory(
+        sites=sites,
+        state_dir=state_dir or default_state,
+        files=files,
+        journal=journal or JournalSettings(),
+    )
 
 
 def _inventory_files(path: Path) -> list[Path]:

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from tma_ops.errors import InventoryError
 from tma_ops.model_checks import HttpCheck, SmokeCheck, _http_by_default, first_http_check
+from tma_ops.model_sandbox import RestoreTestSpec, sandbox_conflict
 from tma_ops.model_stacks import Stack
 
 Tier = Literal["essentiel", "business", "critique"]
@@ -125,6 +126,7 @@ class Environment(Strict):
     releases: Releases | None = None
     database: Database
     smoke: Annotated[list[SmokeCheck], Field(min_length=1)]
+    production: bool = False  # marked production (the `production` environment always is)
 
     @field_validator("executor", mode="before")
     @classmethod
@@ -321,8 +323,9 @@ class Site(Strict):
     tier: Tier
     store: StoreSpec
     stack: Stack
-    environments: dict[Literal["production", "staging"], Environment]
+    environments: dict[Literal["production", "staging", "sandbox"], Environment]
     retention: Retention = Retention()
+    restore_test: RestoreTestSpec = RestoreTestSpec()
     updates: UpdatePolicy = UpdatePolicy()
     user_data: list[UserDataTable] = []
     source: str = ""
@@ -340,6 +343,11 @@ class Site(Strict):
             raise ValueError(
                 f"expected both production and staging; missing {', '.join(sorted(missing))}"
             )
+        # Restore tests overwrite the sandbox: it must share nothing with the others.
+        if "sandbox" in value:
+            conflict = sandbox_conflict(value["sandbox"], value)
+            if conflict:
+                raise ValueError(conflict)
         return value
 
     @model_validator(mode="after")

@@ -83,7 +83,9 @@ def test_every_smoke_check_of_the_inventory_passes(
     inventory = load_inventory(workspace / "tma.yaml")
     checked = 0
     for site in inventory.sites.values():
-        for env in site.environments.values():
+        for name, env in site.environments.items():
+            if name == "sandbox":  # empty until a restore test lands there
+                continue
             for check in (c for c in env.smoke if isinstance(c, HttpCheck)):
                 status, body = fetch(check.url)
                 assert status == check.status, check.url
@@ -230,8 +232,9 @@ def test_inventory_loads_and_points_into_workspace(
         assert Path(site.stack.channel) == root / "channel"
         for name, env in site.environments.items():
             assert Path(env.root) == root / "sites" / site.name / name / "www"
-            assert Path(env.root, "plugins").is_dir()
-            assert Path(env.database.path).is_file()
+            built = name != "sandbox"  # the sandbox is empty until a restore test lands there
+            assert Path(env.root, "plugins").is_dir() is built
+            assert Path(env.database.path).is_file() is built
             urls = [check.url for check in env.smoke if isinstance(check, HttpCheck)]
             assert urls and all(":18765/" in url for url in urls)
 

@@ -240,7 +240,8 @@ CASES = [
         mutated(setitem(blog, "name", "other")),
         "tma.yaml",
         "sites.blog.name:",
-        "unknown key; expected one of tier, store, stack, environments, retention, updates",
+        "unknown key; expected one of tier, store, stack, environments, retention, restore_test, "
+        "updates",
         id="site-name-written-in-body",
     ),
     pytest.param(
@@ -382,8 +383,8 @@ CASES = [
         mutated(rename(prod, "database", "databse")),
         "tma.yaml",
         f"{P}.databse:",
-        "unknown key; expected one of executor, root, persistent, releases, database, smoke "
-        "(did you mean 'database'?)",
+        "unknown key; expected one of executor, root, persistent, releases, database, smoke, "
+        "production (did you mean 'database'?)",
         id="typo-in-environment-key",
     ),
     pytest.param(

@@ -33,6 +33,12 @@ class DatabaseEngine(Protocol):
         """Raise a clear TmaError when the database cannot be reached or does not exist."""
         ...
 
+    def wipe(self, executor: Executor) -> None:
+        """Empty the database (a sandbox torn down after a restore test): SQLite's file is
+        deleted, a server database loses every table, view and routine; the server's other
+        databases are never touched."""
+        ...
+
     def fingerprint(self, executor: Executor) -> str:
         """A digest of the database content, equal for equal content (used by checks and tests)."""
         ...

@@ -140,6 +140,18 @@ class MysqlEngine(ServerEngine):
                 )
         self.discard(executor, token)
 
+    def wipe(self, executor: Executor) -> None:
+        with self._scrubbed(), self._options(executor) as options:
+            live = self._query(executor, options, _LIVE_OBJECTS)
+            if not live:
+                return
+            drops = f"{PurePosixPath(options).parent}/drop.sql"
+            executor.put(drops, io.BytesIO(_drop_script(live)))
+            argv = ["sh", "-c", _RUN_SCRIPT, "sh", options, self.database, drops]
+            result = executor.run(argv, timeout=self.commit_timeout, check=False)
+            if not result.ok:
+                raise ExecutorError(self._explain(executor, result))
+
     def fingerprint(self, executor: Executor) -> str:
         with self._scrubbed(), self._options(executor) as options:
             rows = self._query(executor, options, _COLUMNS)

@@ -227,6 +227,17 @@ class PostgresEngine(ServerEngine):
             )
         self.discard(executor, token)
 
+    def wipe(self, executor: Executor) -> None:
+        """The restore's prologue alone, committed: the user's schemas dropped, `public` as
+        initdb makes it."""
+        with self._scrubbed(), self._session(executor) as (directory, env):
+            script = f"{directory}/wipe.sql"
+            executor.put(script, io.BytesIO((_PROLOGUE + "COMMIT;\n").encode()))
+            argv = [*env, *_PSQL, "-f", script]
+            result = executor.run(argv, timeout=self.commit_timeout, check=False)
+            if not result.ok:
+                raise ExecutorError(self._explain(executor, result))
+
     def fingerprint(self, executor: Executor) -> str:
         with self._scrubbed(), self._session(executor) as (directory, env):
             tables = self._query(executor, env, _TABLES, columns=2)

@@ -224,6 +224,11 @@ class SqliteEngine:
         if not result.ok:
             raise _helper_failed(executor, result)
 
+    def wipe(self, executor: Executor) -> None:
+        result = executor.run(_argv(executor, _DISCARD, self.path), check=False)
+        if not result.ok:
+            raise _helper_failed(executor, result)
+
     def fingerprint(self, executor: Executor) -> str:
         result = executor.run(_argv(executor, _FINGERPRINT, self.path), check=False)
         if not result.ok:

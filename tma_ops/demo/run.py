@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tma_ops.commands import open_journal
 from tma_ops.config import Site, load_inventory
 from tma_ops.cycle import RunSummary, run_cycle
 from tma_ops.demo.app import start_server
@@ -17,9 +18,11 @@ from tma_ops.errors import EXIT_ERROR, EXIT_OK, TmaError
 from tma_ops.fingerprint import Fingerprint, environment_fingerprint
 from tma_ops.journal import Journal
 from tma_ops.progress import SILENT
+from tma_ops.restore_test import run_restore_test
 from tma_ops.stores import open_store
 
 EXPECTED = {"blog": "promoted", "shop": "rolled-back"}
+RESTORE_TESTED = "blog"
 
 
 def demo_inventory_template() -> Path:
@@ -46,10 +49,14 @@ def run_demo(workspace: Path, *, as_json: bool = False) -> int:
             for name, site in inventory.sites.items()
         }
         summaries: dict[str, RunSummary | str] = {}
-        with Journal(inventory.state_dir / "journal.sqlite", inventory.secrets()) as journal:
+        with open_journal(inventory.state_dir, inventory) as journal:
             for name, site in sorted(inventory.sites.items()):
                 say(f"\n== cycle {name} ({site.tier})")
                 summaries[name] = _cycle(site, journal, inventory.state_dir, say)
+            say(f"\n== restore test {RESTORE_TESTED} (its newest snapshot, into its sandbox)")
+            restore_line, restored = _restore_test(
+                inventory.sites[RESTORE_TESTED], journal, inventory.state_dir, say
+            )
             report = journal.verify()
         after = {
             name: environment_fingerprint(site, "production")
@@ -59,6 +66,8 @@ def run_demo(workspace: Path, *, as_json: bool = False) -> int:
         server.shutdown()
         server.server_close()
     lines, ok = _outcome_lines(summaries, before, after)
+    lines.append(restore_line)
+    ok = ok and restored
     lines.append(
         f"journal: {report.count} events, "
         + ("hash chain verified" if report.ok else f"BROKEN: {report.reason}")
@@ -76,6 +85,23 @@ def _cycle(
     except TmaError as exc:
         say(f"{site.name}: error: {exc}")
         return str(exc)
+
+
+def _restore_test(
+    site: Site, journal: Journal, state_dir: Path, say: Callable[[str], None]
+) -> tuple[str, bool]:
+    """Prove the site's newest backup restores and serves, in its sandbox (C3 of the checklist)."""
+    try:
+        outcome = run_restore_test(site, open_store(site.store), journal, state_dir, say=say)
+    except TmaError as exc:
+        return f"{site.name}: restore test FAILED: {exc}", False
+    if not outcome.passed:
+        return f"{site.name}: restore test FAILED at {outcome.failed_stage}: {outcome.cause}", False
+    return (
+        f"{site.name}: restore test passed: snapshot {outcome.snapshot_id} restored into the "
+        f"sandbox and smoke-tested in {outcome.time_to_recovery_s or 0:.1f} s, then torn down",
+        True,
+    )
 
 
 def _outcome_lines(
@@ -121,6 +147,7 @@ def _print_outcome(
     command = _invoked_as()
     print(f"\nexplore: {command} -i {inventory_file} journal show --site shop")
     print(f"         {command} -i {inventory_file} snapshots list blog")
+    print(f"         {command} -i {inventory_file} status")
 
 
 def _invoked_as() -> str:

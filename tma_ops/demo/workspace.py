@@ -5,6 +5,7 @@ Layout (next to a copy of the demo inventory, whose relative paths point here):
     sites/<site>/<env>/site.sqlite      options and posts, read by tma_ops.demo.app
     sites/<site>/<env>/www/             index.php, plugins/<name>/{VERSION,plugin.py,readme.txt},
                                         uploads/ (persistent data)
+    sites/<site>/sandbox/               empty: restore tests restore into it, then empty it
     channel/<name>-<version>.zip|.tar.gz  plugin archives, each with a top-level <name>/ dir
     store/, state/                      empty, for the file:// store and the run state
 
@@ -114,6 +115,8 @@ def build_workspace(workspace: Path, inventory_template: Path) -> Path:
         for env in ("production", "staging"):
             cutoff = 0 if env == "production" else STAGING_AGE_DAYS
             _build_environment(workspace / "sites" / name / env, site, today, cutoff)
+        # Empty until a restore test lands there (and emptied again after it).
+        (workspace / "sites" / name / "sandbox").mkdir()
     for name, version, fmt in CHANNEL:
         build_component_archive(
             workspace / "channel", name, version, bundled_plugin_source(name, version), fmt
