@@ -13,12 +13,15 @@ from types import FrameType
 from tma_ops import (
     __version__,
     commands,
+    commands_audit,
     commands_audit_log,
+    commands_monitor,
     commands_plan,
     commands_prune,
     commands_releases,
     commands_restore_test,
     commands_rollback,
+    commands_tickets,
     commands_verify,
 )
 from tma_ops.errors import EXIT_ERROR, EXIT_INTERRUPTED, TmaError
@@ -70,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands_releases.add_releases_parser(sub, common)
     commands_restore_test.add_restore_test_parsers(sub, common)
     commands_audit_log.add_audit_log_parser(sub, common)
+    commands_audit.add_audit_parser(sub, common)
+    commands_tickets.add_tickets_parser(sub, common)
+    commands_monitor.add_monitor_parser(sub, common)
     _add_prune(sub, common)
     _add_lock(sub, common)
     _add_journal(sub, common)

@@ -11,7 +11,10 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tma_ops.errors import InventoryError
+from tma_ops.model_audit import Declaration, PointId
 from tma_ops.model_checks import HttpCheck, SmokeCheck, _http_by_default, first_http_check
+from tma_ops.model_contract import ContractSpec
+from tma_ops.model_monitor import ClientSpec, MonitorSpec
 from tma_ops.model_sandbox import RestoreTestSpec, sandbox_conflict
 from tma_ops.model_stacks import Stack
 
@@ -325,9 +328,13 @@ class Site(Strict):
     stack: Stack
     environments: dict[Literal["production", "staging", "sandbox"], Environment]
     retention: Retention = Retention()
+    client: ClientSpec = ClientSpec()
+    monitor: MonitorSpec = MonitorSpec()
     restore_test: RestoreTestSpec = RestoreTestSpec()
     updates: UpdatePolicy = UpdatePolicy()
+    contract: ContractSpec = ContractSpec()
     user_data: list[UserDataTable] = []
+    declarations: dict[PointId, Declaration] = {}
     source: str = ""
 
     @field_validator("store", mode="before")
@@ -376,7 +383,7 @@ class Site(Strict):
 
     def secrets(self) -> list[str]:
         """Every credential the inventory gives for this site, to keep out of any output."""
-        found: list[str] = self.store.secrets()
+        found: list[str] = self.store.secrets() + self.monitor.secrets()
         for env in self.environments.values():
             found += env.executor.secrets()
             if isinstance(env.database, ServerDatabase):

@@ -240,8 +240,8 @@ CASES = [
         mutated(setitem(blog, "name", "other")),
         "tma.yaml",
         "sites.blog.name:",
-        "unknown key; expected one of tier, store, stack, environments, retention, restore_test, "
-        "updates",
+        "unknown key; expected one of tier, store, stack, environments, retention, client, "
+        "monitor, restore_test, updates, contract, user_data, declarations",
         id="site-name-written-in-body",
     ),
     pytest.param(

@@ -125,6 +125,8 @@ def build_workspace(workspace: Path, inventory_template: Path) -> Path:
         (workspace / directory).mkdir(exist_ok=True)
     inventory = workspace / INVENTORY_NAME
     shutil.copyfile(inventory_template, inventory)
+    for tickets in inventory_template.parent.glob("tickets-*"):  # files the inventory names
+        shutil.copyfile(tickets, workspace / tickets.name)
     return inventory
 
 
