@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out the third side of the full leg (the raw tools reading the stored parts "
         "through age -d | zstd -d)",
     )
+    add(
+        "--against-tree",
+        type=Path,
+        help="a copy of the project at another version (e.g. before a change): its tma_ops "
+        "restores too, as one more side of the full leg, for before/after figures side by side",
+    )
     add("--regenerate", action="store_true", help="rebuild the cached site")
     add(
         "--profile",
@@ -124,6 +130,8 @@ def parse_args() -> argparse.Namespace:
     missing = [tool for tool in TOOLS if not shutil.which(tool)]
     if missing:
         parser.error(f"missing tools: {', '.join(missing)}")
+    if args.against_tree and not (args.against_tree / "tma_ops" / "__init__.py").is_file():
+        parser.error(f"--against-tree {args.against_tree}: expected a copy of the project")
     if os.geteuid() != 0:
         parser.error("run as root: MariaDB runs as the mysql user")
     return args
@@ -154,7 +162,8 @@ def run_legs(args: argparse.Namespace, bench: Bench, inventory: Path) -> list[An
             else:
                 key_file = None if args.no_encryption else bench.run_dir / "age-key.txt"
                 sealed = not args.skip_sealed
-                results.append(full_leg(bench, site, store, inventory, key_file, sealed))
+                against = args.against_tree
+                results.append(full_leg(bench, site, store, inventory, key_file, sealed, against))
         except Exception as exc:  # one broken leg must not hide the other's figures
             bench.say(f"   leg {leg} failed: {type(exc).__name__}: {exc}")
             error = f"{type(exc).__name__}: {exc}"

@@ -35,8 +35,6 @@ PAYLOAD_CHUNK = 64 * 1024
 TAG_SIZE = 16
 ENCRYPTED_CHUNK = PAYLOAD_CHUNK + TAG_SIZE
 NONCE_SIZE = 16
-# Chunks opened per read(): large enough to amortise the calls, small enough to bound memory.
-CHUNKS_PER_READ = CHUNK // PAYLOAD_CHUNK
 SECRET_KEY_LINE = re.compile(r"^AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}$")
 
 
@@ -167,7 +165,11 @@ def _x25519_stanza(file_key: bytes, recipient: X25519PublicKey) -> bytes:
 
 
 class DecryptingReader(io.RawIOBase):
-    """Reads an age file from source and returns the plain bytes; damage is an IntegrityError."""
+    """Reads an age file from source and returns the plain bytes; damage is an IntegrityError.
+
+    Sealed chunks are opened straight from the source's reads (views, no copies) and each read()
+    hands out one opened chunk as it is; only a chunk split between two reads is copied whole.
+    """
 
     def __init__(self, source: Readable, identities: list[X25519PrivateKey], name: str) -> None:
         self._source = source
@@ -180,19 +182,28 @@ class DecryptingReader(io.RawIOBase):
             raise self._damaged("truncated before the payload")
         self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
         self._counter = 0
-        self._pending = bytearray()
+        # Sealed bytes not opened yet: at most one chunk, which may turn out to be the last one.
+        self._held = bytearray()
+        self._opened: deque[bytes] = deque()
         self._done = False
+        if self._buffer:  # payload read along with the header
+            self._take_in(memoryview(self._buffer))
+            self._buffer = bytearray()
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
         want = size if size and size > 0 else CHUNK
-        while len(self._pending) < want and not self._done:
+        while not self._opened and not self._done:
             self._open_more()
-        data = bytes(self._pending[:want])
-        del self._pending[:want]
-        return data
+        if not self._opened:
+            return b""
+        plain = self._opened.popleft()
+        if len(plain) > want:
+            self._opened.appendleft(plain[want:])
+            return plain[:want]
+        return plain
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self.read(len(buffer))
@@ -200,30 +211,46 @@ class DecryptingReader(io.RawIOBase):
         return len(data)
 
     def _open_more(self) -> None:
-        self._fill(ENCRYPTED_CHUNK * CHUNKS_PER_READ + 1)
-        while len(self._buffer) > ENCRYPTED_CHUNK:
-            self._open(bytes(self._buffer[:ENCRYPTED_CHUNK]), last=False)
-            del self._buffer[:ENCRYPTED_CHUNK]
-        if len(self._buffer) <= ENCRYPTED_CHUNK and self._source_ended:
-            self._open_last()
+        data = b"" if self._source_ended else self._source.read(CHUNK)
+        if data:
+            self._take_in(memoryview(data))
+            return
+        self._source_ended = True
+        self._open_last()
+
+    def _take_in(self, data: memoryview) -> None:
+        """Open every chunk of held + data known not to be the last; hold the rest."""
+        start = 0
+        if self._held:
+            start = min(len(data), ENCRYPTED_CHUNK - len(self._held))
+            self._held += data[:start]
+            if start == len(data):
+                return  # nothing follows the held chunk yet: it may be the last one
+            self._open(self._held, last=False)
+            self._held = bytearray()
+        while len(data) - start > ENCRYPTED_CHUNK:
+            self._open(data[start : start + ENCRYPTED_CHUNK], last=False)
+            start += ENCRYPTED_CHUNK
+        self._held += data[start:]
 
     def _open_last(self) -> None:
-        if len(self._buffer) < TAG_SIZE:
+        if len(self._held) < TAG_SIZE:
             raise self._damaged("truncated payload")
-        plain = self._open(bytes(self._buffer), last=True)
+        plain = self._open(self._held, last=True)
         if not plain and self._counter > 1:
             raise self._damaged("empty final chunk")
-        self._buffer.clear()
+        self._held = bytearray()
         self._done = True
 
-    def _open(self, sealed: bytes, *, last: bool) -> bytes:
+    def _open(self, sealed: bytearray | memoryview, *, last: bool) -> bytes:
         try:
             plain = self._aead.decrypt(_chunk_nonce(self._counter, last), sealed, None)
         except InvalidTag:
             what = "truncated or damaged" if last else "damaged"
             raise self._damaged(f"{what} payload chunk {self._counter}") from None
         self._counter += 1
-        self._pending += plain
+        if plain:
+            self._opened.append(plain)
         return plain
 
     def _unwrap_header(self, identities: list[X25519PrivateKey]) -> bytes:

@@ -25,6 +25,7 @@ from tma_ops.streams import (
     HashingReader,
     Prefetching,
     Readable,
+    ReadingStopped,
     compressing,
     decompressing,
     drain,
@@ -178,8 +179,11 @@ def raise_part_failure(
     Damaged stored bytes make the decryptor, decompressor, tar or the database client fail before
     the digests can be compared; such a failure is reported as an IntegrityError naming the key.
     A failure of the store itself, or one with intact stored bytes, is raised unchanged. `rest`
-    is what still reads the stored bytes, when they are read ahead in a thread.
+    is what still reads the stored bytes, when they are read ahead in a thread. A reading stopped
+    from outside is raised as it is: its bytes are not wanted any more.
     """
+    if isinstance(exc, ReadingStopped):
+        raise exc
     try:
         drain(rest if rest is not None else stored)
     except Exception:

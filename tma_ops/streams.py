@@ -134,6 +134,35 @@ class Prefetching(io.RawIOBase):
                 return
 
 
+class ReadingStopped(Exception):
+    """A reader was stopped from outside: the work it fed was abandoned, not damaged."""
+
+
+class Stoppable(io.RawIOBase):
+    """Pass-through reader that fails with ReadingStopped once `stop` is set.
+
+    Two transfers running side by side use it to end each other early: when one fails, the other
+    stops at its next chunk instead of running to its end for nothing.
+    """
+
+    def __init__(self, source: Readable, stop: threading.Event) -> None:
+        self._source = source
+        self._stop = stop
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._stop.is_set():
+            raise ReadingStopped("stopped: the transfer beside this one failed")
+        return self._source.read(size if size and size > 0 else CHUNK)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def drain(stream: Readable) -> None:
     """Read a stream to its end, discarding the bytes (its readers hash or count them)."""
     while stream.read(CHUNK):

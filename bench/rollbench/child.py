@@ -5,10 +5,11 @@
 The plan is what `tma-ops rollback SITE --to SNAPSHOT_ID` makes (choose_rollback from the
 environment's releases and the store's snapshots: restore the code and the database), carried
 out by `carry_out`. Prints one JSON line: the wall time of planning and of carry_out, and where
-carry_out's time went, from the progress hooks (staging each part: reading, decrypting,
-decompressing, handing to the database's staging file or to `tar -x`) and from timers wrapped
-around the database load (MysqlEngine.commit), the tree swap and the data-loss estimate. The
-wrappers only time; they change nothing. With TMA_BENCH_PROFILE=FILE, carry_out runs under
+carry_out's time went, from the progress hooks (the staging of both parts: reading, decrypting,
+decompressing, handing to the database's staging file and to `tar -x`, side by side) and from
+timers wrapped around each part's staging (tma_ops.restore's _stage_database, _stage_files), the
+database load (MysqlEngine.commit), the tree swap and the data-loss estimate. The wrappers only
+time; they change nothing. With TMA_BENCH_PROFILE=FILE, carry_out runs under
 cProfile and the stats go to FILE.
 """
 
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: snapbenc
 
 from snapbench.child import TimingProgress, peak_rss
 
+import tma_ops.restore
 import tma_ops.rollback
 from tma_ops.config import load_inventory
 from tma_ops.dbs.mysql import MysqlEngine
@@ -71,6 +73,8 @@ def main() -> None:
     timers.wrap(MysqlEngine, "commit", "db_load")
     timers.wrap(LocalExecutor, "run", "swap", when=is_swap)
     timers.wrap(tma_ops.rollback, "estimate_data_loss", "data_loss")
+    timers.wrap(tma_ops.restore, "_stage_database", "db_stage")
+    timers.wrap(tma_ops.restore, "_stage_files", "files_stage")
     site = load_inventory(Path(inventory_path)).site(site_name)
     store = open_store(site.store, Path(inventory_path).parent)
     progress = TimingProgress()

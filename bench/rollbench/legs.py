@@ -33,7 +33,12 @@ from tma_ops.snapshot import create_snapshot, list_snapshots
 from tma_ops.stores import Store
 
 CHILD = Path(__file__).with_name("child.py")
-SIDE_NAMES = {"ours": "tma-ops", "raw": "raw", "sealed": "raw from the stored parts"}
+SIDE_NAMES = {
+    "ours": "tma-ops",
+    "raw": "raw",
+    "sealed": "raw from the stored parts",
+    "before": "tma-ops of --against-tree",
+}
 TMA_OPS = str(Path(sys.executable).with_name("tma-ops"))
 
 
@@ -147,6 +152,8 @@ class FullRollback:
     ours: list[Side] = field(default_factory=list)  # tma-ops: carry_out in a child process
     raw: list[Side] = field(default_factory=list)  # mysql < dump.sql, tar -xf files.tar
     sealed: list[Side] = field(default_factory=list)  # the same from the stored parts
+    before: list[Side] = field(default_factory=list)  # tma-ops of another tree (--against-tree)
+    before_tree: str | None = None
     unseal: str = "age -d | zstd -d"  # how the third side reads the stored parts
     notes: list[str] = field(default_factory=list)
     error: str | None = None
@@ -205,17 +212,22 @@ def unseal_command(path: Path, key_file: Path | None) -> str:
     return f"age -d -i {shlex.quote(str(key_file))} < {quoted} | zstd -dq"
 
 
-def tma_restore(bench: Bench, inventory: Path, snapshot_id: str) -> Side:
+def tma_restore(bench: Bench, inventory: Path, snapshot_id: str, tree: Path | None = None) -> Side:
+    """One restore by the child; with `tree`, tma_ops imported from that copy of the project."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    if bench.profile:
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
+    elif bench.profile:
         env["TMA_BENCH_PROFILE"] = str(bench.run_dir.parent / "profile-rollback-full.pstats")
     argv = [sys.executable, str(CHILD), str(inventory), SITE, ENV, snapshot_id]
     run = measured(argv, env=env, log=bench.log)
     data = json.loads(run.output.strip().splitlines()[-1])
     timers, transfers = data["timers"], data["transfers"]
-    db_stage, files_stage = transfers["restore database"], transfers["restore files"]
+    db_stage, files_stage = timers["db_stage"], timers["files_stage"]
+    # Both parts staged side by side report one transfer; one after the other, two.
+    staging = transfers.get("restore database and files", db_stage + files_stage)
     parts = {
-        "db": db_stage + timers["db_load"],
+        "staging": staging,
         "db_stage": db_stage,
         "db_load": timers["db_load"],
         "files": files_stage,
@@ -224,7 +236,7 @@ def tma_restore(bench: Bench, inventory: Path, snapshot_id: str) -> Side:
         "planning": data["planning"],
     }
     parts["other"] = data["seconds"] - sum(
-        parts[key] for key in ("db", "files", "swap", "data_loss")
+        parts[key] for key in ("staging", "db_load", "swap", "data_loss")
     )
     extra = {"in_process": data["seconds"] + data["planning"], "cpu": run.cpu}
     extra |= {"data_loss": data["data_loss"], "rss_timeline": run.timeline}
@@ -246,15 +258,25 @@ def raw_restore(bench: Bench, commands: RawCommands) -> Side:
 
 
 def full_leg(
-    bench: Bench, site: Site, store: Store, inventory: Path, key_file: Path | None, sealed: bool
+    bench: Bench,
+    site: Site,
+    store: Store,
+    inventory: Path,
+    key_file: Path | None,
+    sealed: bool,
+    before_tree: Path | None = None,
 ) -> FullRollback:
     result = FullRollback(unseal="age -d | zstd -d" if key_file else "zstd -d")
+    result.before_tree = str(before_tree) if before_tree else None
     snapshot_id, commands, notes = snapshot_and_raw_copies(bench, site, store, key_file)
     posts = posts_in_database(bench)
+
+    settled: list[float] = []
 
     def checked(restore: Callable[[], Side]) -> Callable[[], Side]:
         def run() -> Side:
             os.sync()  # each side starts with no dirty pages left by another one's writes
+            settled.append(database_settled(bench))
             side = restore()
             current = bench.root / "current"
             if not current.is_symlink() or not current.resolve().is_dir():
@@ -268,13 +290,44 @@ def full_leg(
     sides = {"ours": checked(lambda: tma_restore(bench, inventory, snapshot_id))}
     for raw in commands if sealed else commands[:1]:
         sides[raw.name] = checked(functools.partial(raw_restore, bench, raw))
+    if before_tree is not None:
+        sides["before"] = checked(lambda: tma_restore(bench, inventory, snapshot_id, before_tree))
     rotate(bench, result, sides)
     result.notes += notes
+    result.notes.append(
+        f"before each side, mariadbd's background work after the previous load (purge, page "
+        f"flushing) was let finish: {sorted(settled)[len(settled) // 2]:.1f} s median wait, "
+        f"{max(settled):.1f} s at most"
+    )
     result.notes.append(
         f"store: {site.store.url}; site tree and MariaDB data under {bench.cache.base}; "
         "raw sides in tma-ops' order (extract beside, load the database, swap)"
     )
     return result
+
+
+def database_settled(bench: Bench, quiet: float = 0.02, longest: float = 20.0) -> float:
+    """Wait until mariadbd uses under `quiet` of a core over a quarter second; the seconds waited.
+
+    After a load InnoDB purges and flushes for seconds: the next side would share the cores with
+    it, and the one that needs both cores (tma-ops' pipeline) would pay more than `tar -x`.
+    """
+    assert bench.services.db is not None
+    pid = bench.services.db.process.pid
+    start = time.perf_counter()
+    window = 0.25
+    while time.perf_counter() - start < longest:
+        before = process_cpu(pid)
+        time.sleep(window)
+        if process_cpu(pid) - before < quiet * window:
+            break
+    return time.perf_counter() - start - window
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rotate(bench: Bench, result: FullRollback, sides: dict[str, Callable[[], Side]]) -> None:

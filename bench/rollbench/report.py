@@ -64,10 +64,10 @@ def full_rows(ours: list[Side], theirs: list[Side], judged: bool) -> list[Row]:
     target = f"<= {FULL_TARGET:.2f}x" if judged else ""
     rows = [Row(f"wall time, median of {len(ours)}", seconds(a), seconds(b), ratio, target, met)]
     pairs = (
-        ("db", "db", "  database part"),
-        ("db_stage", None, "    staging the dump (unseal, write)"),
-        ("db_load", "db", "    loading it (drop tables, mysql)"),
-        ("files", "files", "  files part: extracting (tar -x)"),
+        ("staging", "files", "  staging (raw: tar -x only)"),
+        ("files", "files", "    files part: extracting (tar -x)"),
+        ("db_stage", None, "    database part: staging the dump"),
+        ("db_load", "db", "  database part: loading it (mysql)"),
         ("swap", "swap", "  swap (renames, old tree removed)"),
     )
     for mine, other, label in pairs:
@@ -89,6 +89,27 @@ def full_rows(ours: list[Side], theirs: list[Side], judged: bool) -> list[Row]:
         Row("without interpreter start", seconds(in_process), seconds(b), ratio_of(in_process, b))
     )
     return rows + resource_rows(ours, theirs)
+
+
+def before_rows(ours: list[Side], before: list[Side]) -> list[Row]:
+    """This tree's restore against another tree's, figure by figure."""
+    a, b = wall(ours), wall(before)
+    rows = [Row(f"wall time, median of {len(ours)}", seconds(a), seconds(b), ratio_of(a, b))]
+    for key, label in (
+        ("staging", "  staging"),
+        ("files", "    files part: extracting (tar -x)"),
+        ("db_stage", "    database part: staging the dump"),
+        ("db_load", "  database part: loading it (mysql)"),
+        ("swap", "  swap (renames, old tree removed)"),
+    ):
+        x, y = part(ours, key), part(before, key)
+        rows.append(Row(label, seconds(x), seconds(y), ratio_of(x, y)))
+    cpu_a = median([float(side.extra["cpu"]) for side in ours])
+    cpu_b = median([float(side.extra["cpu"]) for side in before])
+    rows.append(
+        Row("CPU time, local processes", seconds(cpu_a), seconds(cpu_b), ratio_of(cpu_a, cpu_b))
+    )
+    return rows
 
 
 def _ratio(x: float, y: float | None) -> float | None:
@@ -126,4 +147,7 @@ def full_table(result: FullRollback) -> str:
         sealed_title = "   the same, raw from the stored parts"
         rows = full_rows(result.ours, result.sealed, judged=False)
         blocks.append(render(sealed_title, result.unseal, rows))
+    if result.before:
+        title = f"   tma-ops against {result.before_tree}"
+        blocks.append(render(title, "that tree", before_rows(result.ours, result.before)))
     return "\n".join([*blocks, *[f"   note: {note}" for note in result.notes]])
