@@ -19,6 +19,7 @@ from tma_ops import (
     commands_plan,
     commands_prune,
     commands_releases,
+    commands_report,
     commands_restore_test,
     commands_rollback,
     commands_tickets,
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands_audit.add_audit_parser(sub, common)
     commands_tickets.add_tickets_parser(sub, common)
     commands_monitor.add_monitor_parser(sub, common)
+    commands_report.add_report_parser(sub, common)
     _add_prune(sub, common)
     _add_lock(sub, common)
     _add_journal(sub, common)
