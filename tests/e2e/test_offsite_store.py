@@ -130,7 +130,9 @@ def test_a_new_machine_lists_and_restores_an_encrypted_increment_from_the_bucket
     assert cli(fleet, "verify", site, "--read-data").returncode == EXIT_OK
     s3 = client(s3_server.endpoint)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]]
-    assert len(keys) == 6  # two snapshots: manifest, db, files
+    snapshot_keys = [key for key in keys if "/snapshots/" in key]
+    assert len(snapshot_keys) == 6  # two snapshots: manifest, db, files
+    assert any("/journal/" in key and "/heads/" in key for key in keys)  # the runs' signed heads
     for key in keys:
         head = s3.head_object(Bucket=s3_bucket, Key=key)
         assert head["ObjectLockMode"] == "GOVERNANCE"
