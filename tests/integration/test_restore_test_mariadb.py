@@ -41,7 +41,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).parents[2]
 PREFIX = "backups"
-USER = "tma_site"
+USER = "tma_restore_test"
 PASSWORD = "pw-" + secrets.token_urlsafe(12)
 FINAL_FIELDS = {
     "snapshot_id",
