@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_support import run
 from harness import postgres as pg
 
 from tma_ops.commands import open_journal
@@ -40,19 +39,6 @@ sites:
         database: {engine: sqlite, path: staging.sqlite}
         smoke: [{url: "http://127.0.0.1:1/"}]
 """
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TMA_OPS_")}
-    return subprocess.run(
-        [sys.executable, "-m", "tma_ops", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_support import DEMO, run
 
 pytestmark = pytest.mark.integration
-
-DEMO = Path(__file__).parents[2] / "inventories" / "demo" / "tma.yaml"
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TMA_OPS_")}
-    return subprocess.run(
-        [sys.executable, "-m", "tma_ops", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_demo_month_as_json(tmp_path: Path) -> None:
