@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 import zstandard
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -36,11 +36,29 @@ ENCRYPTED_SUFFIX = ".age"
 
 @dataclass(frozen=True)
 class Part:
+    """A part as the manifest records it.
+
+    A single object has its key and digests. A chunked part (the database dump) is the
+    concatenation of its chunks' plain bytes: `key` is then a name, not an object, `size` the sum
+    of the chunks' stored sizes and `sha256` empty; each chunk is a Part of its own, and chunks
+    unchanged since the parent snapshot are the parent's objects, named by their own keys.
+    """
+
     key: str
     size: int
     sha256: str
     plain_size: int
     plain_sha256: str
+    chunks: tuple[Part, ...] = ()
+
+    def objects(self) -> tuple[Part, ...]:
+        """The stored objects holding this part's bytes, in order."""
+        return self.chunks or (self,)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Part:
+        chunks = tuple(cls.from_record(chunk) for chunk in record.pop("chunks", None) or ())
+        return cls(**record, chunks=chunks)
 
 
 @dataclass(frozen=True)
@@ -116,6 +134,12 @@ def reading_part(
     A failure of the consumer (tar, the database client) caused by damaged stored bytes is
     reported as the IntegrityError naming the part, not as the consumer's own complaint.
     """
+    if part.chunks:
+        from tma_ops.chunked_parts import reading_chunks  # it builds on this module
+
+        with reading_chunks(store, part, sealing, progress, label) as joined:
+            yield joined
+        return
     identities = sealing.identities(part.key) if is_encrypted(part) else None
     with ExitStack() as stack:
         advance = stack.enter_context(progress.transfer(label, part.size))
@@ -124,16 +148,16 @@ def reading_part(
         # Three threads side by side (hashlib, the cipher and zstd release the GIL): reading and
         # hashing the stored bytes, decrypting and decompressing them, and the consumer's side.
         fetched = stack.enter_context(closing(Prefetching(stored)))
-        unsealed = Prefetching(_unsealed(fetched, identities, part.key))
-        plain = HashingReader(unsealed)
+        opened = Prefetching(unsealed(fetched, identities, part.key))
+        plain = HashingReader(opened)
         try:
             yield plain
             plain.drain()
         except Exception as exc:
-            unsealed.close()
+            opened.close()
             raise_part_failure(part, stored, exc, fetched)
         finally:
-            unsealed.close()
+            opened.close()
         drain(fetched)
     check_part_digests(part, stored, plain)
 
@@ -142,18 +166,20 @@ def is_encrypted(part: Part) -> bool:
     return part.key.endswith(ENCRYPTED_SUFFIX)
 
 
-def _unsealed(stored: Readable, identities: list[X25519PrivateKey] | None, name: str) -> BinaryIO:
+def unsealed(stored: Readable, identities: list[X25519PrivateKey] | None, name: str) -> BinaryIO:
     if identities is None:
         return decompressing(stored)
     return decompressing(DecryptingReader(stored, identities, name))
 
 
 def check_stored_bytes(store: Store, part: Part, progress: TransferProgress, label: str) -> None:
-    """Read a part back and check the stored bytes' digest: no key needed."""
-    with progress.transfer(label, part.size) as advance, store.get(part.key) as stream:
-        stored = HashingReader(stream, advance)
-        stored.drain()
-    check_stored_digest(part, stored)
+    """Read a part's objects back and check the stored bytes' digests: no key needed."""
+    with progress.transfer(label, part.size) as advance:
+        for stored_object in part.objects():
+            with store.get(stored_object.key) as stream:
+                stored = HashingReader(stream, advance)
+                stored.drain()
+            check_stored_digest(stored_object, stored)
 
 
 def check_part_digests(part: Part, stored: HashingReader, plain: HashingReader) -> None:

@@ -73,7 +73,7 @@ def entry_of(manifest: Manifest) -> SnapshotEntry:
         manifest.snapshot_id,
         created_at(manifest),
         manifest.parent,
-        tuple(part.key for part in manifest.parts.values()),
+        tuple(stored.key for stored in manifest.own_objects()),
     )
 
 

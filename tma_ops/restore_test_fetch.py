@@ -33,14 +33,21 @@ class PartRecord:
     part: Part
 
     def as_event(self) -> dict[str, Any]:
-        return {
+        event: dict[str, Any] = {
             "name": self.name,
             "snapshot_id": self.snapshot_id,
             "key": self.part.key,
-            "sha256": self.part.sha256,
+            "sha256": self.part.sha256 or self.part.plain_sha256,
             "size": self.part.plain_size,
             "stored_size": self.part.size,
         }
+        if self.part.chunks:
+            event["sha256_of"] = "plain bytes, joined"
+            event["chunks"] = [
+                {"key": chunk.key, "sha256": chunk.sha256, "stored_size": chunk.size}
+                for chunk in self.part.chunks
+            ]
+        return event
 
 
 def parts_to_read(manifest: Manifest, chain: list[Manifest]) -> list[PartRecord]:
@@ -68,21 +75,24 @@ def fetch_and_verify(
 
 
 def _fetch_one(store: Store, record: PartRecord, work: Store, progress: TransferProgress) -> int:
-    part = record.part
     label = f"fetch {record.name} of {record.snapshot_id}"
-    try:
-        with progress.transfer(label, part.size) as advance, store.get(part.key) as stream:
-            stored = HashingReader(stream, advance)
-            work.put(part.key, stored, size_hint=part.size)
-    except ObjectNotFound as exc:
-        raise PartFault(
-            f"part {record.name} of snapshot {record.snapshot_id} is missing: "
-            f"{part.key} is not in {store.url}"
-        ) from exc
-    fault = stored_fault(part, stored.size, stored.sha256)
-    if fault:
-        raise PartFault(f"part {record.name} of snapshot {record.snapshot_id}: {fault}")
-    return stored.size
+    total = 0
+    with progress.transfer(label, record.part.size) as advance:
+        for part in record.part.objects():
+            try:
+                with store.get(part.key) as stream:
+                    stored = HashingReader(stream, advance)
+                    work.put(part.key, stored, size_hint=part.size)
+            except ObjectNotFound as exc:
+                raise PartFault(
+                    f"part {record.name} of snapshot {record.snapshot_id} is missing: "
+                    f"{part.key} is not in {store.url}"
+                ) from exc
+            fault = stored_fault(part, stored.size, stored.sha256)
+            if fault:
+                raise PartFault(f"part {record.name} of snapshot {record.snapshot_id}: {fault}")
+            total += stored.size
+    return total
 
 
 def stored_fault(part: Part, size: int, sha256: str) -> str | None:

@@ -1,12 +1,14 @@
 """Snapshots in the open format: a database dump, a files archive and manifest.json.
 
     <site>/snapshots/<id>/manifest.json
-    <site>/snapshots/<id>/db.<ext>.zst[.age]
+    <site>/snapshots/<id>/db.<ext>.<n>.zst[.age]     (the dump's chunks not in the parent)
     <site>/snapshots/<id>/files.tar.zst[.age]        (full)
     <site>/snapshots/<id>/files.<n>.tar.zst[.age]    (increment n of a chain)
 
 The manifest is written last: a snapshot without one is incomplete and never listed. It stays in
-clear, so listing and checking stored digests need no private key.
+clear, so listing and checking stored digests need no private key. The dump is cut into
+chunks by content (`chunked_parts`): an increment names its parent's unchanged chunks. Format 1
+(a dump in one object) is still read.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from __future__ import annotations
 import io
 import json
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from tma_ops.chunked_parts import chunk_index, upload_chunked_part
 from tma_ops.config import Site
 from tma_ops.dbs import database_of
-from tma_ops.errors import ObjectNotFound, SnapshotError, StoreError
+from tma_ops.errors import ObjectLocked, ObjectNotFound, SnapshotError, StoreError
 from tma_ops.executors import Executor, open_executor
 from tma_ops.faults import pause_point
 from tma_ops.files_archive import (
@@ -37,12 +40,21 @@ from tma_ops.files_archive import (
     state_path,
 )
 from tma_ops.model import ObjectLock
-from tma_ops.parts import Part, Sealing, check_stored_bytes, reading_part, upload_part
+from tma_ops.parts import (
+    Part,
+    Sealing,
+    check_stored_bytes,
+    check_stored_digest,
+    reading_part,
+    upload_part,
+)
 from tma_ops.progress import SILENT, TransferProgress
 from tma_ops.stacks.registry import driver_for
 from tma_ops.stores import Store
+from tma_ops.streams import HashingReader
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, FORMAT_VERSION)
 
 
 @dataclass(frozen=True)
@@ -69,22 +81,46 @@ class Manifest:
     tool: dict[str, str] = field(default_factory=lambda: {"name": "tma-ops"})
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=2, sort_keys=True).encode() + b"\n"
+        record = asdict(self)
+        record["parts"] = {name: _part_record(part) for name, part in self.parts.items()}
+        return json.dumps(record, indent=2, sort_keys=True).encode() + b"\n"
 
     @classmethod
     def from_json(cls, raw: bytes, key: str) -> Manifest:
         try:
             data = json.loads(raw)
-            if data.get("format") != FORMAT_VERSION:
+            if data.get("format") not in READABLE_FORMATS:
                 raise SnapshotError(f"{key}: unsupported snapshot format {data.get('format')!r}")
-            data["parts"] = {name: Part(**part) for name, part in data["parts"].items()}
+            data["parts"] = {name: Part.from_record(part) for name, part in data["parts"].items()}
             return cls(**data)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise SnapshotError(f"{key}: not a valid snapshot manifest ({exc})") from exc
 
     @property
     def total_size(self) -> int:
-        return sum(part.size for part in self.parts.values())
+        """Bytes this snapshot added to the store (chunks named from its parent not counted)."""
+        return sum(stored.size for stored in self.own_objects())
+
+    def objects(self) -> list[Part]:
+        """Every stored object a restore of this snapshot reads from its own parts."""
+        return [stored for part in self.parts.values() for stored in part.objects()]
+
+    def own_objects(self) -> list[Part]:
+        prefix = f"{snapshots_prefix(self.site)}{self.snapshot_id}/"
+        return [stored for stored in self.objects() if stored.key.startswith(prefix)]
+
+
+def _part_record(part: Part) -> dict[str, object]:
+    record: dict[str, object] = {
+        "key": part.key,
+        "size": part.size,
+        "sha256": part.sha256,
+        "plain_size": part.plain_size,
+        "plain_sha256": part.plain_sha256,
+    }
+    if part.chunks:
+        record["chunks"] = [_part_record(chunk) for chunk in part.chunks]
+    return record
 
 
 def snapshots_prefix(site: str) -> str:
@@ -122,20 +158,23 @@ def create_snapshot(
 
     dumped_at = _utc_now()
     user_data_rows = {t.table: database.count_rows(db_executor, t.table) for t in site.user_data}
-    db_part = upload_part(
+    db_part = upload_chunked_part(
         store,
-        sealing.key_for(f"{prefix}db.{database.extension}.zst"),
+        f"{prefix}db.{database.extension}",
         lambda: database.dump(db_executor),
         sealing=sealing,
         progress=progress,
-        total=None,
+        reuse=_reusable_chunks(earlier, plan, database.name, sealing),
     )
     pause_point("snapshot:after-db")
     work_state = f"{state_path(env.root)}.{snapshot_id}"
     try:
+        files_plan = plan
         plan, files_part = _upload_files(
             executor, env.root, store, prefix, plan, work_state, sealing, progress
         )
+        if plan.parent is None and files_plan.parent is not None:
+            db_part = _own_copy(store, db_part, prefix)
         manifest = Manifest(
             site=site.name,
             environment=env_name,
@@ -154,7 +193,8 @@ def create_snapshot(
             user_data_rows=user_data_rows,
             dumped_at=dumped_at,
         )
-        lock_objects(store, site.store.object_lock, [p.key for p in manifest.parts.values()])
+        # Chunks named from earlier snapshots get this one's retention too: it needs them as long.
+        lock_objects(store, site.store.object_lock, [o.key for o in manifest.objects()])
         store.put(manifest_key(site.name, snapshot_id), io.BytesIO(manifest.to_json()))
         lock_objects(store, site.store.object_lock, [manifest_key(site.name, snapshot_id)])
     except BaseException:
@@ -162,6 +202,36 @@ def create_snapshot(
         raise
     adopt_state(executor, env.root, work_state)
     return manifest
+
+
+def _reusable_chunks(
+    earlier: list[Manifest], plan: FilesPlan, engine: str, sealing: Sealing
+) -> dict[tuple[str, int], Part]:
+    """The parent's dump chunks an increment may name. Only an increment's parent: a snapshot's
+    objects then all belong to its chain, which pruning keeps whole while the snapshot stays."""
+    parent = next((m for m in earlier if m.snapshot_id == plan.parent), None)
+    if parent is None or parent.database_engine != engine:
+        return {}
+    if (parent.encryption == "age") != sealing.encrypts:
+        return {}
+    return chunk_index(parent.parts["db"])
+
+
+def _own_copy(store: Store, part: Part, prefix: str) -> Part:
+    """The part with the chunks it names from other snapshots copied under `prefix`: a snapshot
+    redone in full must not depend on an earlier one."""
+    chunks = []
+    for chunk in part.chunks:
+        if chunk.key.startswith(prefix):
+            chunks.append(chunk)
+            continue
+        key = prefix + chunk.key.rsplit("/", 1)[-1]
+        with store.get(chunk.key) as stream:
+            copied = HashingReader(stream)
+            store.put(key, copied, size_hint=chunk.size)
+        check_stored_digest(chunk, copied)
+        chunks.append(replace(chunk, key=key))
+    return replace(part, chunks=tuple(chunks))
 
 
 def _utc_now() -> str:
@@ -212,6 +282,8 @@ def lock_objects(store: Store, object_lock: ObjectLock | None, keys: list[str]) 
     for key in keys:
         try:
             store.lock(key, until)
+        except ObjectLocked:
+            continue  # a chunk named from an earlier snapshot, already locked for longer
         except StoreError as exc:
             raise StoreError(
                 f"{key}: cannot set the Object Lock retention ({exc}); "
@@ -304,10 +376,11 @@ def chain_of(store: Store, manifest: Manifest) -> list[Manifest]:
 
 
 def delete_snapshot(store: Store, manifest: Manifest) -> None:
-    """Manifest first: an interrupted delete leaves unlisted parts, never a listed broken one."""
+    """Manifest first: an interrupted delete leaves unlisted parts, never a listed broken one.
+    Chunks it names from earlier snapshots are theirs, and stay."""
     store.delete(manifest_key(manifest.site, manifest.snapshot_id))
-    for part in manifest.parts.values():
-        store.delete(part.key)
+    for stored in manifest.own_objects():
+        store.delete(stored.key)
 
 
 def created_at(manifest: Manifest) -> datetime:

@@ -282,7 +282,8 @@ def read_manifest(store: Store, key: str, snapshot_id: str) -> Manifest | Proble
     try:
         manifest = Manifest.from_json(raw, key)
         for name, part in manifest.parts.items():
-            _check_part_key(name, part.key)
+            for stored in part.objects():
+                _check_part_key(name, stored.key)
     except Exception as exc:  # parsing is local: whatever it fails with, the manifest is broken
         detail = str(exc).removeprefix(f"{key}: ")
         return Problem(Kind.UNREADABLE_MANIFEST, snapshot_id, key, detail=detail)
@@ -306,8 +307,9 @@ def part_references(manifests: Iterable[Manifest]) -> dict[str, list[PartRef]]:
     references: dict[str, list[PartRef]] = {}
     for manifest in manifests:
         for name, part in manifest.parts.items():
-            ref = PartRef(manifest.snapshot_id, name, part.size, part.sha256)
-            references.setdefault(part.key, []).append(ref)
+            for stored in part.objects():
+                ref = PartRef(manifest.snapshot_id, name, stored.size, stored.sha256)
+                references.setdefault(stored.key, []).append(ref)
     return dict(sorted(references.items()))
 
 

@@ -67,8 +67,15 @@ def main() -> None:
     else:
         manifest = create_snapshot(site, env_name, store, reason="bench", progress=progress)
     seconds = time.perf_counter() - start
+    # Bytes sent: a part's objects stored by this snapshot (dump chunks named from the parent
+    # were not sent again).
+    own = {stored.key for stored in manifest.own_objects()}
     parts = {
-        name: {"key": part.key, "size": part.size, "plain_size": part.plain_size}
+        name: {
+            "key": part.key,
+            "size": sum(o.size for o in part.objects() if o.key in own),
+            "plain_size": part.plain_size,
+        }
         for name, part in manifest.parts.items()
     }
     report = {

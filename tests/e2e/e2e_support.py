@@ -121,9 +121,10 @@ def unpack_snapshot(workspace: Workspace, site: str, snapshot_id: str, into: Pat
     snapshots = workspace.root / "store" / site / "snapshots"
     manifest = json.loads((snapshots / snapshot_id / "manifest.json").read_text())
     into.mkdir(parents=True)
-    db_part = snapshots / snapshot_id / "db.sqlite.zst"
-    with open(db_part, "rb") as packed, open(into / "site.sqlite", "wb") as out:
-        zstandard.ZstdDecompressor().copy_stream(packed, out)
+    with open(into / "site.sqlite", "wb") as out:
+        for chunk in manifest["parts"]["db"]["chunks"]:  # the dump is its chunks joined
+            with open(workspace.root / "store" / chunk["key"], "rb") as packed:
+                zstandard.ZstdDecompressor().copy_stream(packed, out)
     (into / "www").mkdir()
     for link in [*manifest["chain"], snapshot_id]:
         files_key = json.loads((snapshots / link / "manifest.json").read_text())["parts"]["files"]

@@ -216,9 +216,14 @@ def test_a_snapshot_from_the_s3_store_restores_into_the_mariadb_sandbox_and_is_t
             "name": "db",
             "snapshot_id": bench.manifest.snapshot_id,
             "key": db.key,
-            "sha256": db.sha256,
+            "sha256": db.plain_sha256,
+            "sha256_of": "plain bytes, joined",
             "size": db.plain_size,
             "stored_size": db.size,
+            "chunks": [
+                {"key": chunk.key, "sha256": chunk.sha256, "stored_size": chunk.size}
+                for chunk in db.chunks
+            ],
         },
         {
             "name": "files",
@@ -291,7 +296,7 @@ FAULTS = [
 def test_a_damaged_backup_is_a_failed_test_naming_its_cause(
     bench: Bench, fault: Fault, tmp_path: Path
 ) -> None:
-    key = bench.manifest.parts[fault.part].key
+    key = bench.manifest.parts[fault.part].objects()[0].key
     original = bench.object(key)
     site = bench.site
     before = bench.production()
@@ -327,7 +332,7 @@ def test_a_damaged_backup_is_a_failed_test_naming_its_cause(
     assert all(word in cause for word in fault.expected), cause
     # A wrong key decrypts no part: the restore names whichever it read first.
     named = (
-        [part.key for part in bench.manifest.parts.values()]
+        [stored.key for stored in bench.manifest.objects()]
         if fault.damage == "wrong-key"
         else [key]
     )

@@ -74,8 +74,7 @@ def test_restore_into_staging_makes_it_identical_to_production(site: Site, store
     assert (manifest.site, manifest.environment, manifest.reason) == ("blog", "production", "test")
     assert manifest.components == {"seo": "1.0.0", "gallery": "2.0.0"}
     assert store.list(f"blog/snapshots/{manifest.snapshot_id}/") == sorted(
-        [part.key for part in manifest.parts.values()]
-        + [manifest_key("blog", manifest.snapshot_id)]
+        [stored.key for stored in manifest.objects()] + [manifest_key("blog", manifest.snapshot_id)]
     )
 
     restore_snapshot(site, manifest, "staging", store)
@@ -139,7 +138,7 @@ def test_a_damaged_snapshot_fails_verify_and_restore_touches_nothing(
     site: Site, file_store: FileStore, part: str, where: str
 ) -> None:
     manifest = create_snapshot(site, "production", file_store)
-    key = manifest.parts[part].key
+    key = manifest.parts[part].objects()[0].key
     damage(file_store.root / key, where)
     staging_before = state_of(site, "staging")
 
@@ -213,7 +212,8 @@ def test_a_snapshot_interrupted_midway_is_not_listed(
     monkeypatch.setattr("tma_ops.snapshot.pause_point", crash)
     with pytest.raises(KeyboardInterrupt):
         create_snapshot(site, "production", store)
-    assert len(store.list("blog/snapshots/")) == 4  # the first one's 3 parts, the new db part
+    # Only the first one's objects: the unchanged dump is the first one's chunk, named, not stored.
+    assert len(store.list("blog/snapshots/")) == 1 + len(first.objects())
     assert list_snapshots(store, "blog") == [first]
 
 
@@ -264,12 +264,14 @@ def require_tools(*names: str) -> None:
         )
 
 
-def unpack_by_hand(folder: Path, target: Path) -> None:
+def unpack_by_hand(folder: Path, target: Path, db_chunks: list[str]) -> None:
     """The README's commands, run in the snapshot's folder (pipefail: zstd must succeed too)."""
+    script = 'for chunk in "${@:2}"; do zstd -dc "$chunk"; done > "$1"'
     subprocess.run(
-        ["zstd", "-q", "-d", "db.sqlite.zst", "-o", str(target / "site.sqlite")],
+        ["bash", "-o", "pipefail", "-c", script, "bash", str(target / "site.sqlite"), *db_chunks],
         cwd=folder,
         check=True,
+        timeout=120,
     )
     script = 'mkdir -p "$1" && zstd -dc files.tar.zst | tar -C "$1" -xpf -'
     subprocess.run(
@@ -287,22 +289,27 @@ def test_the_readme_by_hand_restore_works(
     manifest = create_snapshot(site, "production", file_store)
     folder = file_store.root / "blog" / "snapshots" / manifest.snapshot_id
     recorded = json.loads((folder / "manifest.json").read_text())["parts"]
+    chunks = [chunk["key"].rsplit("/", 1)[-1] for chunk in recorded["db"]["chunks"]]
+    assert chunks == [f"db.sqlite.{n:05d}.zst" for n in range(len(chunks))]
 
     sums = subprocess.run(
-        ["sha256sum", "db.sqlite.zst", "files.tar.zst"],
+        ["sha256sum", *chunks, "files.tar.zst"],
         cwd=folder,
         check=True,
         capture_output=True,
         text=True,
     ).stdout.split()
     assert dict(zip(sums[1::2], sums[0::2], strict=True)) == {
-        "db.sqlite.zst": recorded["db"]["sha256"],
+        **{
+            name: chunk["sha256"]
+            for name, chunk in zip(chunks, recorded["db"]["chunks"], strict=True)
+        },
         "files.tar.zst": recorded["files"]["sha256"],
     }
 
     target = tmp_path / "by-hand"
     target.mkdir()
-    unpack_by_hand(folder, target)
+    unpack_by_hand(folder, target, chunks)
     assert file_sha256(target / "site.sqlite") == recorded["db"]["plain_sha256"]
     assert walk_tree(target / "www") == walk_tree(root_of(site, "production"))
     assert db_dump(target / "site.sqlite") == db_dump(db_of(site, "production"))

@@ -27,7 +27,7 @@ def test_flipped_truncated_and_missing_objects_in_a_bucket_are_named(
     assert verify_site(store, site.name, VerifyOptions(read_data=True)).problems == []
 
     s3 = client(s3_server.endpoint)
-    flipped, truncated = first.parts["files"].key, first.parts["db"].key
+    flipped, truncated = first.parts["files"].key, first.parts["db"].chunks[0].key
     missing = second.parts["files"].key
     data = s3.get_object(Bucket=s3_bucket, Key=f"{PREFIX}/{flipped}")["Body"].read()
     middle = len(data) // 2
