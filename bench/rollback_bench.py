@@ -13,7 +13,8 @@ live and pending):
 2. full: a snapshot (file:// store, zstd, age) restored whole by carry_out (files + database)
    against `mysql DB < dump.sql` + `tar -xf files.tar -C NEW` + the same swap, and against the
    same tools reading the stored parts through `age -d | zstd -d`; rotating order, medians,
-   ratios. Target <= 1.2x the raw restore.
+   ratios. Target <= 1.2x the raw restore. The site's database user may create the restore's
+   scratch databases (`<db>__tma_*`), unless --no-scratch-grant.
 
 Needs root (the test harness runs mariadbd as the mysql user), age, zstd, mysql, mysqldump, tar.
 """
@@ -37,6 +38,7 @@ from rollbench import report
 from rollbench.legs import CodeOnly, FullRollback, code_only_leg, full_leg
 from rollbench.workcopy import (
     SmokeServer,
+    grant_scratch_databases,
     keep_as_releases,
     rollback_inventory,
     user_data_problem,
@@ -109,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="a copy of the project at another version (e.g. before a change): its tma_ops "
         "restores too, as one more side of the full leg, for before/after figures side by side",
+    )
+    add(
+        "--no-scratch-grant",
+        action="store_true",
+        help="leave the site's database user without the grant on its scratch databases "
+        "(<db>__tma_*): the restore then loads the live database after the files instead of "
+        "loading a shadow beside them (a shared host's case)",
     )
     add("--regenerate", action="store_true", help="rebuild the cached site")
     add(
@@ -202,7 +211,9 @@ def set_up(args: argparse.Namespace, stack: ExitStack, log: Path) -> tuple[Bench
     make_dirs(stack, run_dir, sink_dir, site_dir)
     work = working_copy(cache, site_dir)
     services = Services(stack)
-    services.start_mariadb(work.db_base)
+    server = services.start_mariadb(work.db_base)
+    if not args.no_scratch_grant:
+        grant_scratch_databases(server)
     smoke = SmokeServer(work.root / "current")
     stack.callback(smoke.stop)
     spec = store_spec(run_dir, sink_dir, not args.no_encryption)

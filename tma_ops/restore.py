@@ -1,7 +1,9 @@
 """Restore a snapshot into an environment: stage everything, check digests, then swap in.
 
 Nothing live changes until both parts have arrived whole and match the manifest; the two are
-staged side by side (the dump in a thread, the files through tar), then committed. The files swap
+staged side by side (the dump in a thread, the files through tar), then committed. Once its
+digests are checked, the dump is loaded beside the live database in the same thread where the
+engine can (MariaDB/MySQL: a shadow database), so that its commit is a swap. The files swap
 is two renames; a crash between them leaves the staged tree in place, and rerunning the restore
 finishes the job (each phase is idempotent).
 """
@@ -113,8 +115,9 @@ def _stage_side_by_side(
     progress: TransferProgress,
 ) -> str:
     """Stage the dump in a thread while the files are extracted: the two share nothing, and each
-    pipeline alone leaves part of the machine idle (waiting on tar, on the staging write). When one
-    fails, the other stops at its next chunk and leaves nothing behind; its failure is the one told.
+    pipeline alone leaves part of the machine idle (waiting on tar, on the staging write, on the
+    database loading the dump aside). When one fails, the other stops at its next chunk (a load
+    under way runs to its end) and leaves nothing behind; its failure is the one told.
     """
     stop = threading.Event()
     total = db_part.size + sum(link.parts["files"].size for link in chain)
@@ -141,7 +144,8 @@ def _stage_side_by_side(
 
 
 def _discard_staged_dump(target: _Target, dump: Future[str]) -> None:
-    """Wait for the dump's staging to end (stopped or not) and throw its result away."""
+    """Wait for the dump's staging to end (stopped or not) and throw its result away: the staged
+    file, and what the engine loaded aside."""
     if dump.exception() is None:
         target.engine.discard(target.db_executor, dump.result())
 
@@ -166,12 +170,16 @@ def _stage_database(
     progress: TransferProgress,
     stop: threading.Event | None = None,
 ) -> str:
+    """Stage the dump and, once both digests are checked (never SQL from unverified bytes), let
+    the engine load it beside the live database: the token for commit."""
     database, executor = target.engine, target.db_executor
     token: str | None = None
     try:
         with reading_part(store, part, sealing, progress, "restore database") as plain:
             source = plain if stop is None else Stoppable(plain, stop)
             token = database.prepare(executor, source)
+        if stop is None or not stop.is_set():  # else the files failed: it is discarded
+            token = database.load_aside(executor, token)
     except BaseException:
         if stop is not None:
             stop.set()

@@ -6,10 +6,12 @@ The plan is what `tma-ops rollback SITE --to SNAPSHOT_ID` makes (choose_rollback
 environment's releases and the store's snapshots: restore the code and the database), carried
 out by `carry_out`. Prints one JSON line: the wall time of planning and of carry_out, and where
 carry_out's time went, from the progress hooks (the staging of both parts: reading, decrypting,
-decompressing, handing to the database's staging file and to `tar -x`, side by side) and from
-timers wrapped around each part's staging (tma_ops.restore's _stage_database, _stage_files), the
-database load (MysqlEngine.commit), the tree swap and the data-loss estimate. The wrappers only
-time; they change nothing. With TMA_BENCH_PROFILE=FILE, carry_out runs under
+decompressing, handing to the database's staging file and to `tar -x`, side by side, the load of
+the dump beside the live database included) and from timers wrapped around each part's staging
+(tma_ops.restore's _stage_database, which includes the load aside, and _stage_files), the load
+aside (MysqlEngine.load_aside, when the tree has it), the database commit (MysqlEngine.commit:
+the swap after a load aside, else the load itself), the tree swap and the data-loss estimate.
+The wrappers only time; they change nothing. With TMA_BENCH_PROFILE=FILE, carry_out runs under
 cProfile and the stats go to FILE.
 """
 
@@ -63,6 +65,19 @@ class Timers:
         setattr(owner, name, timed)
 
 
+def record_database_path(paths: list[str]) -> None:
+    """Append "shadow" or "live" to `paths` at each load_aside: whether the dump was loaded
+    beside the live database, or left for the commit to load into it."""
+    original = MysqlEngine.load_aside
+
+    def load_aside(engine: MysqlEngine, executor: Any, token: str) -> str:
+        loaded = original(engine, executor, token)
+        paths.append("shadow" if loaded != token else "live")
+        return loaded
+
+    MysqlEngine.load_aside = load_aside  # type: ignore[method-assign,assignment]
+
+
 def is_swap(_executor: object, argv: list[str], *_args: Any, **_kwargs: Any) -> bool:
     return argv[:3] == ["sh", "-c", SWAP_SCRIPT]
 
@@ -70,7 +85,11 @@ def is_swap(_executor: object, argv: list[str], *_args: Any, **_kwargs: Any) -> 
 def main() -> None:
     inventory_path, site_name, env_name, snapshot_id = sys.argv[1:5]
     timers = Timers()
-    timers.wrap(MysqlEngine, "commit", "db_load")
+    timers.wrap(MysqlEngine, "commit", "db_commit")
+    database_paths: list[str] = []
+    if hasattr(MysqlEngine, "load_aside"):  # an --against-tree copy may predate it
+        record_database_path(database_paths)
+        timers.wrap(MysqlEngine, "load_aside", "db_aside")
     timers.wrap(LocalExecutor, "run", "swap", when=is_swap)
     timers.wrap(tma_ops.rollback, "estimate_data_loss", "data_loss")
     timers.wrap(tma_ops.restore, "_stage_database", "db_stage")
@@ -108,6 +127,7 @@ def main() -> None:
         "data_loss": done.data_loss,
         "transfers": progress.seconds,
         "timers": dict(timers.seconds),
+        "database_paths": database_paths,
         "self_max_rss": peak_rss(),
     }
     print(json.dumps(report))

@@ -182,8 +182,11 @@ def snapshot_and_raw_copies(
     bench.shell(f"{bench.dump_command()} > {shlex.quote(str(dump))}")
     bench.shell(f"{bench.tar_command()} > {shlex.quote(str(tar))}")
     load = shlex.join(["mysql", f"--defaults-extra-file={bench.db_options()}", sitegen.DB_NAME])
-    stored = {name: stored_path(site, part.key) for name, part in manifest.parts.items()}
-    unseal = {name: unseal_command(path, key_file) for name, path in stored.items()}
+    stored = {
+        name: [stored_path(site, o.key) for o in part.objects()]
+        for name, part in manifest.parts.items()
+    }
+    unseal = {name: unseal_command(paths, key_file) for name, paths in stored.items()}
     commands = [
         RawCommands(
             "raw", f"{load} < {shlex.quote(str(dump))}", f'tar -xf {shlex.quote(str(tar))} -C "$1"'
@@ -205,11 +208,14 @@ def stored_path(site: Site, key: str) -> Path:
     return Path(site.store.url.removeprefix("file://")) / key
 
 
-def unseal_command(path: Path, key_file: Path | None) -> str:
-    quoted = shlex.quote(str(path))
+def unseal_command(paths: list[Path], key_file: Path | None) -> str:
+    """A part's objects opened in order: a dump's chunks are age files of their own (each
+    decrypted apart), holding zstd frames that one zstd reads as a single stream."""
+    quoted = shlex.join(str(path) for path in paths)
     if key_file is None:
-        return f"zstd -dq < {quoted}"
-    return f"age -d -i {shlex.quote(str(key_file))} < {quoted} | zstd -dq"
+        return f"cat {quoted} | zstd -dq"
+    decrypt = f'age -d -i {shlex.quote(str(key_file))} "$part"'
+    return f"for part in {quoted}; do {decrypt}; done | zstd -dq"
 
 
 def tma_restore(bench: Bench, inventory: Path, snapshot_id: str, tree: Path | None = None) -> Side:
@@ -226,19 +232,22 @@ def tma_restore(bench: Bench, inventory: Path, snapshot_id: str, tree: Path | No
     db_stage, files_stage = timers["db_stage"], timers["files_stage"]
     # Both parts staged side by side report one transfer; one after the other, two.
     staging = transfers.get("restore database and files", db_stage + files_stage)
+    aside = timers.get("db_aside", 0.0)  # inside _stage_database's time, when the tree has it
     parts = {
         "staging": staging,
-        "db_stage": db_stage,
-        "db_load": timers["db_load"],
+        "db_stage": db_stage - aside,
+        "db_aside": aside,
+        "db_commit": timers["db_commit"],
         "files": files_stage,
         "swap": timers["swap"],
         "data_loss": timers.get("data_loss", 0.0),
         "planning": data["planning"],
     }
     parts["other"] = data["seconds"] - sum(
-        parts[key] for key in ("staging", "db_load", "swap", "data_loss")
+        parts[key] for key in ("staging", "db_commit", "swap", "data_loss")
     )
     extra = {"in_process": data["seconds"] + data["planning"], "cpu": run.cpu}
+    extra["database_path"] = "+".join(data.get("database_paths", [])) or "commit only"
     extra |= {"data_loss": data["data_loss"], "rss_timeline": run.timeline}
     return Side(run.seconds, parts, {}, int(data["self_max_rss"]), run.tree_rss, extra)
 

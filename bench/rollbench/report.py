@@ -63,11 +63,14 @@ def full_rows(ours: list[Side], theirs: list[Side], judged: bool) -> list[Row]:
     met = None if ratio is None or not judged else ratio <= FULL_TARGET
     target = f"<= {FULL_TARGET:.2f}x" if judged else ""
     rows = [Row(f"wall time, median of {len(ours)}", seconds(a), seconds(b), ratio, target, met)]
+    # tma-ops loads the dump beside the live database while the files are extracted, then swaps
+    # it in; the raw restore loads it after tar -x: its load is set against both rows.
     pairs = (
         ("staging", "files", "  staging (raw: tar -x only)"),
         ("files", "files", "    files part: extracting (tar -x)"),
         ("db_stage", None, "    database part: staging the dump"),
-        ("db_load", "db", "  database part: loading it (mysql)"),
+        ("db_aside", "db", "    database: loading it aside (mysql)"),
+        ("db_commit", "db", "  database commit (raw: mysql < dump)"),
         ("swap", "swap", "  swap (renames, old tree removed)"),
     )
     for mine, other, label in pairs:
@@ -99,7 +102,8 @@ def before_rows(ours: list[Side], before: list[Side]) -> list[Row]:
         ("staging", "  staging"),
         ("files", "    files part: extracting (tar -x)"),
         ("db_stage", "    database part: staging the dump"),
-        ("db_load", "  database part: loading it (mysql)"),
+        ("db_aside", "    database: loading it aside (mysql)"),
+        ("db_commit", "  database commit (older tree: load)"),
         ("swap", "  swap (renames, old tree removed)"),
     ):
         x, y = part(ours, key), part(before, key)
@@ -150,4 +154,17 @@ def full_table(result: FullRollback) -> str:
     if result.before:
         title = f"   tma-ops against {result.before_tree}"
         blocks.append(render(title, "that tree", before_rows(result.ours, result.before)))
-    return "\n".join([*blocks, *[f"   note: {note}" for note in result.notes]])
+    notes = [*result.notes, database_paths_note(result)]
+    return "\n".join([*blocks, *[f"   note: {note}" for note in notes]])
+
+
+def database_paths_note(result: FullRollback) -> str:
+    """How each side's restore loaded the dump: beside the live database (shadow), into it at
+    commit (live: the fallback), or a tree without the load aside (commit only)."""
+    told = []
+    for name, sides in (("tma-ops", result.ours), (str(result.before_tree), result.before)):
+        paths = [str(side.extra.get("database_path", "?")) for side in sides]
+        if paths:
+            counts = ", ".join(f"{paths.count(path)}x {path}" for path in sorted(set(paths)))
+            told.append(f"{name}: {counts}")
+    return "database loaded: " + "; ".join(told)

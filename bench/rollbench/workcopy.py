@@ -54,6 +54,16 @@ def working_copy(cache: sitegen.SiteCache, base: Path) -> sitegen.SiteCache:
     return work
 
 
+def grant_scratch_databases(server: mariadb.MariaDbServer) -> None:
+    """Let the site's user create the restore's scratch databases (`<db>__tma_*`, beside its
+    own): tma-ops then loads the dump aside while the files are extracted and swaps it in. The
+    harness grants each user its own database only, which leaves the restore to load the live
+    database after the files (the fallback, measured with --no-scratch-grant)."""
+    pattern = sitegen.DB_NAME.replace("_", "\\_") + "\\_\\_tma\\_%"
+    sql = f"GRANT ALL PRIVILEGES ON `{pattern}`.* TO '{sitegen.DB_USER}'@'%';"
+    mariadb.run_sql(server, sql)
+
+
 def rollback_inventory(
     bench: Bench, store: dict[str, Any], smoke_url: str, user_data: bool = True
 ) -> Path:

@@ -1,7 +1,9 @@
 """Database engine seam: dump a site's database as a stream; restore one in two phases.
 
 Restore is split so that nothing live changes before the whole stream has been received and its
-checksums checked: `prepare` stages the stream next to the database, `commit` swaps it in.
+checksums checked: `prepare` stages the stream next to the database, `load_aside` (once the
+checksums are good) may load it beside the live database while the restore does other work, and
+`commit` swaps it in.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ class DatabaseEngine(Protocol):
 
     def prepare(self, executor: Executor, source: Readable) -> str:
         """Stage a dump on the environment; return a token for commit/discard."""
+        ...
+
+    def load_aside(self, executor: Executor, token: str) -> str:
+        """Load a staged and checked dump beside the live database, so that `commit` only swaps
+        it in; the token for commit/discard (the same one when there is nothing to do ahead)."""
         ...
 
     def commit(self, executor: Executor, token: str) -> None: ...

@@ -8,9 +8,28 @@ Error messages are scrubbed of the password.
 
 A dump is one `mysqldump --single-transaction`: a consistent InnoDB snapshot while the site keeps
 writing. `prepare` stages the dump in a private directory and requires mysqldump's completion
-trailer (a cut stream lacks it). `commit` replays it with one `mysql` session that first drops
-every table, view, routine and event of the live database, so the result is exactly the dump.
-MySQL DDL is not transactional: the database is incomplete while that session runs.
+trailer (a cut stream lacks it).
+
+`load_aside` then replays it into a shadow database beside the live one (the restore runs it
+while the files are still being extracted), and `commit` swaps it in: the live database's views,
+triggers, routines and events are dropped, then ONE `RENAME TABLE` moves the live tables out to a
+second scratch database and the shadow's in, and both scratch databases are dropped. The live
+database is incomplete for the milliseconds of that session instead of the whole load. Disk: for
+the time of the restore the server holds the database twice. The names, the rules and the swap
+are in tma_ops.dbs.mysql_shadow.
+
+A cross-database RENAME is only safe for plain tables, and the scratch databases need CREATE
+DATABASE. The live database is loaded directly instead (`load_aside` returns the staged token,
+leaving nothing behind) when the dump holds views, triggers, routines, events or foreign keys,
+when the server refuses CREATE DATABASE (a shared host granting the site's own database only:
+granting ALL on `<live>\\_\\_tma\\_%`.* as well opens the fast path), when the live name leaves no
+room for the scratch names (64 characters), or when the server has no room for a second copy.
+That `commit` replays the dump with one `mysql` session that first drops every table, view,
+routine and event of the live database, so the result is exactly the dump; MySQL DDL is not
+transactional: the database is incomplete while that session runs.
+
+Scratch databases of an interrupted restore are dropped by `discard` and by the next
+`load_aside` of the same database (the restores of a site hold its lock).
 """
 
 from __future__ import annotations
@@ -23,6 +42,13 @@ from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
+from tma_ops.dbs.mysql_shadow import (
+    drop_scratch,
+    holds_more_than_tables,
+    load_shadow,
+    scratch_names,
+    swap_in,
+)
 from tma_ops.dbs.rows import check_identifier, quote_name, since_bound
 from tma_ops.dbs.server import (
     ServerEngine,
@@ -36,6 +62,7 @@ from tma_ops.executors import Executor, Result
 
 _HEADERS = ("-- MySQL dump", "-- MariaDB dump")
 _TRAILER = "-- Dump completed"
+LOADED_NAME = "shadow"  # the last part of a token whose dump is loaded aside
 _AUTO_INCREMENT = re.compile(rb" AUTO_INCREMENT=\d+")
 
 # `sh -c` scripts take every path and name as a positional argument, never spliced into code.
@@ -95,6 +122,7 @@ DUMP_FLAGS = [
     "--default-character-set=utf8mb4",
     "--add-drop-table",
     "--no-tablespaces",  # MySQL 8 would otherwise require the PROCESS privilege
+    "--skip-dump-date",  # an unchanged database then dumps to the same bytes: the same chunks
 ]
 
 
@@ -125,20 +153,56 @@ class MysqlEngine(ServerEngine):
     def _require_sound_dump(self, executor: Executor, staged: str) -> None:
         _require_complete_dump(executor, staged)
 
-    def commit(self, executor: Executor, token: str) -> None:
+    def load_aside(self, executor: Executor, token: str) -> str:
+        """Replay a staged dump into a shadow database beside the live one; the token for
+        commit/discard. The staged token itself when the live database must be loaded instead
+        (see the module docstring): nothing is left of the attempt then."""
         self._check_token(token)
+        names = scratch_names(self.database, PurePosixPath(token).parent.name)
+        if names is None or holds_more_than_tables(executor, token):
+            return token
+        with self._client(executor) as client:
+            if not load_shadow(client, names, token):
+                return token
+        executor.run(["rm", "-f", "--", token])  # its content is in the shadow now
+        return str(PurePosixPath(token).with_name(LOADED_NAME))
+
+    def commit(self, executor: Executor, token: str) -> None:
+        self._check_token(token, self.staged_name, LOADED_NAME)
+        path = PurePosixPath(token)
+        names = scratch_names(self.database, path.parent.name)
+        if path.name == LOADED_NAME and names is not None:
+            try:
+                with self._client(executor) as client:
+                    swap_in(client, names)
+            finally:
+                self.discard(executor, token)  # a failed swap leaves no scratch database either
+            return
+        self._load_live(executor, token)
+        self.discard(executor, token)
+
+    def _load_live(self, executor: Executor, staged: str) -> None:
         with self._scrubbed(), self._options(executor) as options:
             live = self._query(executor, options, _LIVE_OBJECTS)
             drops = f"{PurePosixPath(options).parent}/drop.sql"
             executor.put(drops, io.BytesIO(_drop_script(live)))
-            argv = ["sh", "-c", _RESTORE, "sh", options, self.database, drops, token]
+            argv = ["sh", "-c", _RESTORE, "sh", options, self.database, drops, staged]
             result = executor.run(argv, timeout=self.commit_timeout, check=False)
             if not result.ok:
                 raise ExecutorError(
                     f"{executor.url}: restore of MySQL/MariaDB database {self.database!r} "
                     f"failed: {last_line(result.err) or f'exited {result.rc}'}"
                 )
-        self.discard(executor, token)
+
+    def discard(self, executor: Executor, token: str) -> None:
+        """Drop the token's scratch databases, if it has any, and its private directory."""
+        self._check_token(token, self.staged_name, LOADED_NAME)
+        path = PurePosixPath(token)
+        names = scratch_names(self.database, path.parent.name)
+        if path.name == LOADED_NAME and names is not None:
+            with self._client(executor) as client:
+                drop_scratch(client, names)
+        remove_private_dir(executor, str(path.parent))
 
     def wipe(self, executor: Executor) -> None:
         with self._scrubbed(), self._options(executor) as options:
@@ -206,6 +270,12 @@ class MysqlEngine(ServerEngine):
         finally:
             remove_private_dir(executor, directory)
 
+    @contextmanager
+    def _client(self, executor: Executor) -> Iterator[_Client]:
+        """One operation's client session (tma_ops.dbs.mysql_shadow.Client)."""
+        with self._scrubbed(), self._options(executor) as options:
+            yield _Client(self, executor, options)
+
     def _option_text(self) -> str:
         spec = self.spec
         given: dict[str, str | int | None] = {"user": spec.user, "password": self.password}
@@ -218,7 +288,18 @@ class MysqlEngine(ServerEngine):
     def _check(self, executor: Executor, options: str) -> None:
         self._query(executor, options, "SELECT 1")
 
-    def _query(self, executor: Executor, options: str, sql: str) -> list[list[str]]:
+    def _query(
+        self, executor: Executor, options: str, sql: str, database: str | None = None
+    ) -> list[list[str]]:
+        """Rows of a query run in the live database, or in `database`."""
+        result = self._sql(executor, options, sql, database)
+        if not result.ok:
+            raise ExecutorError(self._explain(executor, result))
+        return [line.split("\t") for line in result.out.splitlines() if line]
+
+    def _sql(
+        self, executor: Executor, options: str, sql: str, database: str | None = None
+    ) -> Result:
         argv = [
             "mysql",
             f"--defaults-extra-file={options}",
@@ -229,12 +310,9 @@ class MysqlEngine(ServerEngine):
             "-e",
             sql,
             "--",
-            self.database,
+            database or self.database,
         ]
-        result = executor.run(argv, timeout=300, check=False)
-        if not result.ok:
-            raise ExecutorError(self._explain(executor, result))
-        return [line.split("\t") for line in result.out.splitlines() if line]
+        return executor.run(argv, timeout=300, check=False)
 
     def _explain(self, executor: Executor, result: Result) -> str:
         detail = last_line(result.err) or f"exited {result.rc}"
@@ -242,6 +320,32 @@ class MysqlEngine(ServerEngine):
         if result.rc == 127:
             hint = "the mysql client is not installed on the environment"
         return f"{executor.url}: MySQL/MariaDB database {self.database!r}: {hint} ({detail})"
+
+
+class _Client:
+    """The engine's client bound to one option file: what the shadow restore runs through."""
+
+    def __init__(self, engine: MysqlEngine, executor: Executor, options: str) -> None:
+        self.engine, self.executor, self.options = engine, executor, options
+        self.database = engine.database
+
+    def sql(self, sql: str, database: str | None = None) -> Result:
+        return self.engine._sql(self.executor, self.options, sql, database)
+
+    def query(self, sql: str, database: str | None = None) -> list[list[str]]:
+        return self.engine._query(self.executor, self.options, sql, database)
+
+    def put(self, name: str, content: bytes) -> str:
+        path = f"{PurePosixPath(self.options).parent}/{name}"
+        self.executor.put(path, io.BytesIO(content))
+        return path
+
+    def run_file(self, path: str, database: str | None = None) -> Result:
+        argv = ["sh", "-c", _RUN_SCRIPT, "sh", self.options, database or self.database, path]
+        return self.executor.run(argv, timeout=self.engine.commit_timeout, check=False)
+
+    def explain(self, result: Result) -> str:
+        return self.engine._explain(self.executor, result)
 
 
 def _require_complete_dump(executor: Executor, staged: str) -> None:

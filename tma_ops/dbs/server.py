@@ -55,10 +55,10 @@ class ServerEngine:
             kind = type(exc) if isinstance(exc, TmaError) else ExecutorError
             raise kind(scrub(str(exc), self.password)) from None
 
-    def _check_token(self, token: str) -> None:
-        path = PurePosixPath(token)
-        prefix = self.restore_prefix + "."
-        if path.name != self.staged_name or not path.parent.name.startswith(prefix):
+    def _check_token(self, token: str, *names: str) -> None:
+        """A token of this engine: a private directory's staged dump, or one of `names`."""
+        path, accepted = PurePosixPath(token), names or (self.staged_name,)
+        if path.name not in accepted or not path.parent.name.startswith(self.restore_prefix + "."):
             raise ValueError(f"not a restore token of {self.database}: {token!r}")
 
 

@@ -211,6 +211,11 @@ class SqliteEngine:
             )
         raise _helper_failed(executor, result)
 
+    def load_aside(self, executor: Executor, token: str) -> str:
+        """Nothing to do ahead: the commit is one backup-API copy of the staged file."""
+        self._check_token(token)
+        return token
+
     def commit(self, executor: Executor, token: str) -> None:
         self._check_token(token)
         argv = _argv(executor, _COMMIT, token, self.path)
