@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 import zstandard
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -34,8 +35,6 @@ from tma_ops.progress import TransferProgress
 from tma_ops.stores import Store
 from tma_ops.streams import (
     CHUNK,
-    COMPRESSION_JOB,
-    COMPRESSION_THREADS,
     HashingReader,
     Prefetching,
     ReadingStopped,
@@ -47,6 +46,7 @@ from tma_ops.streams import (
 MIN_CHUNK = 1 << 20
 AVG_CHUNK = 2 << 20
 MAX_CHUNK = 8 << 20
+SEALING_THREADS = 2
 IN_FLIGHT = 2  # chunks sealed and stored while the next ones are cut: bounded memory
 
 
@@ -71,30 +71,29 @@ def upload_chunked_part(
     label = stem.rsplit("/", 1)[-1]
     chunker = FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
     whole = hashlib.sha256()
-    chunks: list[Part | Future[Part]] = []
+    sink = _ChunkSink(store, stem, sealing)
+    chunks: list[Future[Part]] = []
     with (
         progress.transfer(f"upload {label}", None) as advance,
         open_source() as source,
-        ThreadPoolExecutor(1, thread_name_prefix="store-chunks") as pool,
+        ThreadPoolExecutor(SEALING_THREADS, thread_name_prefix="store-chunks") as pool,
     ):
         reader = Prefetching(source)
         try:
             for number, cut in enumerate(chunker.cut_stream(reader)):
-                data = cut.data
-                whole.update(data)
-                digest = hashlib.sha256(data).hexdigest()
-                known = reuse.get((digest, len(data)))
-                if known is not None:
-                    chunks.append(known)
-                else:
+                whole.update(cut.data)
+                digest = hashlib.sha256(cut.data).hexdigest()
+                known = reuse.get((digest, len(cut.data)))
+                if known is None:
                     _wait_for_room(chunks)
-                    key = sealing.key_for(f"{stem}.{number:05d}.zst")
-                    plain = bytes(data)  # the chunker reuses its buffer for the next chunk
-                    chunks.append(pool.submit(_store_chunk, store, key, plain, digest, sealing))
-                advance(len(data))
+                    plain = bytes(cut.data)  # the chunker reuses its buffer for the next chunk
+                    chunks.append(pool.submit(sink.store, number, plain, digest))
+                else:
+                    chunks.append(_done(known))
+                advance(len(cut.data))
         finally:
             reader.close()
-        stored = tuple(c if isinstance(c, Part) else c.result() for c in chunks)
+        stored = tuple(chunk.result() for chunk in chunks)
     return Part(
         key=sealing.key_for(f"{stem}.zst"),
         size=sum(chunk.size for chunk in stored),
@@ -105,27 +104,42 @@ def upload_chunked_part(
     )
 
 
-def _wait_for_room(chunks: list[Part | Future[Part]]) -> None:
-    pending = [c for c in chunks if isinstance(c, Future) and not c.done()]
+def _done(part: Part) -> Future[Part]:
+    future: Future[Part] = Future()
+    future.set_result(part)
+    return future
+
+
+def _wait_for_room(chunks: list[Future[Part]]) -> None:
+    pending = [chunk for chunk in chunks if not chunk.done()]
     for future in pending[: max(0, len(pending) - IN_FLIGHT + 1)]:
         future.result()
 
 
-def _store_chunk(store: Store, key: str, plain: bytes, digest: str, sealing: Sealing) -> Part:
-    compressed = _compressor().compress(plain)
-    sealed: BinaryIO = io.BytesIO(compressed)
-    if sealing.encrypts:
-        sealed = EncryptingReader(sealed, sealing.recipients)  # type: ignore[assignment]
-    stored = HashingReader(sealed)
-    size = store.put(key, stored, size_hint=len(compressed) + len(compressed) // 256 + 512)
-    return Part(key, size, stored.sha256, len(plain), digest)
+class _ChunkSink:
+    """Seals and stores chunks, a few side by side: compressing, encrypting and hashing release
+    the GIL, and a store's requests wait on the network. Each thread keeps its own compressor."""
 
+    def __init__(self, store: Store, stem: str, sealing: Sealing) -> None:
+        self._store, self._stem, self._sealing = store, stem, sealing
+        self._local = threading.local()
 
-def _compressor() -> zstandard.ZstdCompressor:
-    parameters = zstandard.ZstdCompressionParameters.from_level(
-        3, threads=COMPRESSION_THREADS, job_size=COMPRESSION_JOB
-    )
-    return zstandard.ZstdCompressor(compression_params=parameters)
+    def store(self, number: int, plain: bytes, digest: str) -> Part:
+        key = self._sealing.key_for(f"{self._stem}.{number:05d}.zst")
+        compressed = self._compressor().compress(plain)
+        sealed: BinaryIO = io.BytesIO(compressed)
+        if self._sealing.encrypts:
+            sealed = EncryptingReader(sealed, self._sealing.recipients)  # type: ignore[assignment]
+        stored = HashingReader(sealed)
+        hint = len(compressed) + len(compressed) // 256 + 512
+        size = self._store.put(key, stored, size_hint=hint)
+        return Part(key, size, stored.sha256, len(plain), digest)
+
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        compressor: zstandard.ZstdCompressor | None = getattr(self._local, "compressor", None)
+        if compressor is None:
+            compressor = self._local.compressor = zstandard.ZstdCompressor(level=3)
+        return compressor
 
 
 @contextmanager
@@ -154,7 +168,7 @@ def reading_chunks(
         )
 
 
-def _raise_chunk_failure(exc: Exception, fetched: Prefetching) -> None:
+def _raise_chunk_failure(exc: Exception, fetched: Prefetching) -> NoReturn:
     """A consumer that failed on damaged bytes is reported as the damaged chunk's fault."""
     if isinstance(exc, IntegrityError):
         raise exc
