@@ -45,7 +45,7 @@ from tma_ops.streams import (
 # 200 MB dump is some 70 objects, not thousands of requests.
 MIN_CHUNK = 1 << 20
 AVG_CHUNK = 2 << 20
-MAX_CHUNK = 8 << 20
+MAX_CHUNK = 4 << 20
 SEALING_THREADS = 2
 IN_FLIGHT = 2  # chunks sealed and stored while the next ones are cut: bounded memory
 

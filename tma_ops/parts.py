@@ -22,7 +22,6 @@ from tma_ops.model import Encryption
 from tma_ops.progress import TransferProgress
 from tma_ops.stores import Store
 from tma_ops.streams import (
-    BackgroundHashingReader,
     HashingReader,
     Prefetching,
     Readable,
@@ -101,17 +100,14 @@ def upload_part(
     total: int | None,
 ) -> Part:
     label = key.rsplit("/", 1)[-1]
-    with ExitStack() as stack:
-        advance = stack.enter_context(progress.transfer(f"upload {label}", total))
-        source = stack.enter_context(open_source())
-        on_bytes = _first_chunk_pauses(f"upload:{label}", advance)
-        plain = stack.enter_context(closing(BackgroundHashingReader(source, on_bytes)))
-        compressed = stack.enter_context(closing(Prefetching(compressing(plain))))
-        sealed: Readable = compressed
-        if sealing.encrypts:
-            sealed = EncryptingReader(compressed, sealing.recipients)
-        stored = stack.enter_context(closing(BackgroundHashingReader(sealed)))
-        size = store.put(key, stored, size_hint=total)
+    with progress.transfer(f"upload {label}", total) as advance, open_source() as source:
+        plain = HashingReader(source, _first_chunk_pauses(f"upload:{label}", advance))
+        with closing(Prefetching(compressing(plain))) as compressed:
+            sealed: Readable = compressed
+            if sealing.encrypts:
+                sealed = EncryptingReader(compressed, sealing.recipients)
+            stored = HashingReader(sealed)
+            size = store.put(key, stored, size_hint=total)
     return Part(key, size, stored.sha256, plain.size, plain.sha256)
 
 

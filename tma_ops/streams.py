@@ -40,7 +40,7 @@ class HashingReader(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         data = self._source.read(size if size and size > 0 else CHUNK)
         if data:
-            self._update(data)
+            self._hash.update(data)
             self.size += len(data)
             if self._on_bytes is not None:
                 self._on_bytes(len(data))
@@ -56,45 +56,9 @@ class HashingReader(io.RawIOBase):
         while self.read(CHUNK):
             pass
 
-    def _update(self, data: bytes) -> None:
-        self._hash.update(data)
-
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
-
-
-class BackgroundHashingReader(HashingReader):
-    """A HashingReader whose SHA-256 runs in a thread of its own, beside the stages around it
-    (hashlib releases the GIL): on two cores the digest stops adding to the pipeline's time.
-    The chunks read are handed over, not copied (bytes are immutable)."""
-
-    def __init__(self, source: Readable, on_bytes: Callable[[int], None] | None = None) -> None:
-        super().__init__(source, on_bytes)
-        self._handed: queue.Queue[bytes | None] = queue.Queue(8)
-        self._thread = threading.Thread(target=self._digest, daemon=True)
-        self._thread.start()
-
-    def _update(self, data: bytes) -> None:
-        self._handed.put(bytes(data))
-
-    def _digest(self) -> None:
-        while (data := self._handed.get()) is not None:
-            self._hash.update(data)
-
-    def _finish(self) -> None:
-        if self._thread.is_alive():
-            self._handed.put(None)
-            self._thread.join()
-
-    @property
-    def sha256(self) -> str:
-        self._finish()
-        return self._hash.hexdigest()
-
-    def close(self) -> None:
-        self._finish()
-        super().close()
 
 
 def compressing(plain: Readable, level: int = 3) -> BinaryIO:

@@ -85,7 +85,7 @@ def test_a_part_that_cannot_be_read_stops_the_restore_and_leaves_nothing(
 def test_a_stopped_part_stops_reading_and_is_not_blamed_on_the_bytes(
     tmp_path: Path, store: FileStore
 ) -> None:
-    size = 24 * MiB
+    size = 48 * MiB  # well beyond what the stages read ahead (a few MiB each)
     upload = upload_part(
         store,
         "big.bin.zst",
