@@ -19,7 +19,7 @@ from typing import Any
 from tma_ops.audit_verifier import EXPORT_FORMAT, canonical_json
 from tma_ops.errors import StoreError, TmaError, one_line
 from tma_ops.journal import Event, VerifyReport
-from tma_ops.journal_heads import check_against_heads, heads_prefix, list_heads
+from tma_ops.journal_heads import check_against_heads, heads_prefix, key_for_head, list_heads
 from tma_ops.signing import verify_signature
 from tma_ops.stores import Store
 
@@ -138,7 +138,7 @@ def event_record(event: Event) -> dict[str, Any]:
 
 
 def read_heads(
-    store: Store, journal_id: str, public_pem: bytes, hashes: Mapping[int, str]
+    store: Store, journal_id: str, public_pem: bytes | Sequence[bytes], hashes: Mapping[int, str]
 ) -> list[HeadRecord]:
     """Every head of this journal in one store, oldest first, each judged by `journal_heads`."""
     try:
@@ -153,7 +153,7 @@ def head_record(
     store_url: str,
     stored: Mapping[str, Any],
     journal_id: str,
-    public_pem: bytes,
+    public_pem: bytes | Sequence[bytes],
     hashes: Mapping[int, str],
 ) -> HeadRecord:
     """A head as `list_heads` returns it, checked against the key and the local journal's hashes.
@@ -166,7 +166,8 @@ def head_record(
     if "head" not in stored:
         return unreadable_record(store_url, key, problem)
     head, signature = stored["head"], stored["signature"]
-    signature_ok = verify_signature(public_pem, canonical_json(head).encode("utf-8"), signature)
+    checking = key_for_head(head, public_pem)
+    signature_ok = verify_signature(checking, canonical_json(head).encode("utf-8"), signature)
     return HeadRecord(
         store=store_url,
         key=key,

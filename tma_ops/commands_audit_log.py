@@ -15,7 +15,7 @@ from tma_ops.audit_export_render import FORMATS, render
 from tma_ops.commands import emit, open_inventory, open_journal, say, state_dir
 from tma_ops.config import Inventory
 from tma_ops.errors import EXIT_INTEGRITY, EXIT_OK, IntegrityError, TmaError
-from tma_ops.journal_heads import signing_key_path
+from tma_ops.journal_heads import signing_key_path, trusted_public_keys
 from tma_ops.signing import load_or_create_signer
 from tma_ops.stores import open_store
 
@@ -84,6 +84,7 @@ def export_command(args: argparse.Namespace) -> int:
     names = [inventory.site(args.site).name] if args.site else sorted(inventory.sites)
     state = state_dir(args, inventory)
     signer = load_or_create_signer(signing_key_path(state, inventory))
+    trusted = trusted_public_keys(signer.public_pem, inventory)
     with open_journal(state, inventory) as journal:
         head = journal.head()
         events = [event for event in journal.events() if event.id <= head[0]]
@@ -93,7 +94,7 @@ def export_command(args: argparse.Namespace) -> int:
     heads: list[HeadRecord] = []
     for url, spec in _distinct_stores(inventory, names).items():
         _progress(args, f"reading the signed heads of journal {journal_id} in {url}")
-        heads.extend(read_heads(open_store(spec), journal_id, signer.public_pem, hashes))
+        heads.extend(read_heads(open_store(spec), journal_id, trusted, hashes))
     inputs = ExportInputs(
         journal_id, head, report, events, heads, period, args.site, datetime.now(UTC)
     )

@@ -19,7 +19,13 @@ from tma_ops.commands import (
 )
 from tma_ops.config import Inventory, Site
 from tma_ops.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_WARNINGS, TmaError
-from tma_ops.journal_heads import AgainstStoreReport, check_against_heads, list_heads
+from tma_ops.journal_heads import (
+    AgainstStoreReport,
+    check_against_heads,
+    list_heads,
+    read_public_key,
+    trusted_public_keys,
+)
 from tma_ops.journal_heads import signing_key_path as default_signing_key_path
 from tma_ops.signing import load_public_key, public_key_path
 from tma_ops.stores import open_store
@@ -47,7 +53,9 @@ def add_verify_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--public-key",
         metavar="PEM",
-        help="public key of the journal signing key (default: the signing key's .pub)",
+        action="append",
+        help="public key of a journal signing key; repeat it for keys replaced since (default: "
+        "the signing key's .pub and the inventory's journal.former_public_keys)",
     )
 
 
@@ -63,7 +71,7 @@ def _verify_against_store(args: argparse.Namespace) -> int:
     inventory = open_inventory(args)
     directory = state_dir(args, inventory)
     require_journal(directory, inventory)
-    public_pem = _public_key(args, directory, inventory)
+    public_pems = _public_keys(args, directory, inventory)
     sites = [inventory.site(args.site)] if args.site else list(inventory.sites.values())
     with open_journal(directory, inventory) as journal:
         journal_id, where = journal.journal_id, journal.description
@@ -71,23 +79,25 @@ def _verify_against_store(args: argparse.Namespace) -> int:
         heads, stores = _heads_of(sites, journal_id, args.json)
         local = journal.verify()
         events = journal.events()
-    report = check_against_heads(events, heads, public_pem, local=local, journal_id=journal_id)
+    report = check_against_heads(events, heads, public_pems, local=local, journal_id=journal_id)
     return _print_report(args, where, journal_id, stores, report)
 
 
-def _public_key(args: argparse.Namespace, directory: Path, inventory: Inventory) -> bytes:
+def _public_keys(args: argparse.Namespace, directory: Path, inventory: Inventory) -> list[bytes]:
     if args.public_key:
-        where = Path(args.public_key).expanduser()
-        hint = ""
-    else:
-        where = public_key_path(default_signing_key_path(directory, inventory))
-        hint = "; on another machine, pass --public-key with the signing key's .pub"
+        return [
+            read_public_key(Path(path).expanduser(), "--public-key") for path in args.public_key
+        ]
+    where = public_key_path(default_signing_key_path(directory, inventory))
     try:
-        pem = where.read_bytes()
+        current = where.read_bytes()
     except OSError as exc:
-        raise TmaError(f"public key {where}: cannot read it ({exc.strerror}){hint}") from exc
-    load_public_key(pem, source=f"public key {where}")
-    return pem
+        raise TmaError(
+            f"public key {where}: cannot read it ({exc.strerror}); on another machine, pass "
+            "--public-key with the signing key's .pub"
+        ) from exc
+    load_public_key(current, source=f"public key {where}")
+    return trusted_public_keys(current, inventory)
 
 
 def _heads_of(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +28,14 @@ from tma_ops.journal import VerifyReport, canonical_json
 from tma_ops.journal_chain import JournalLike
 from tma_ops.model import ObjectLock
 from tma_ops.redact import Redactor
-from tma_ops.signing import Signer, key_id, load_or_create_signer, verify_signature
+from tma_ops.signing import (
+    Signer,
+    SigningError,
+    key_id,
+    load_or_create_signer,
+    load_public_key,
+    verify_signature,
+)
 from tma_ops.snapshot import lock_objects
 from tma_ops.stores import Store, open_store
 
@@ -95,6 +102,24 @@ def configured_signing_key(inventory: Inventory | None) -> Path | None:
 
 def signing_key_path(state_dir: Path, inventory: Inventory | None) -> Path:
     return configured_signing_key(inventory) or Path(state_dir) / DEFAULT_SIGNING_KEY
+
+
+def trusted_public_keys(current: bytes, inventory: Inventory | None) -> list[bytes]:
+    """The keys whose heads are trusted: the signing key's public half, then the former ones
+    the inventory lists (`journal.former_public_keys`), each checked to be an Ed25519 key."""
+    trusted = [current]
+    for path in inventory.journal.former_public_keys if inventory is not None else []:
+        trusted.append(read_public_key(path, "journal.former_public_keys"))
+    return trusted
+
+
+def read_public_key(path: Path, what: str) -> bytes:
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise SigningError(f"{what}: cannot read {path} ({exc.strerror})") from exc
+    load_public_key(pem, source=f"{what}: {path}")
+    return pem
 
 
 def sign_head(journal: JournalLike, signer: Signer, run_id: str, site: str) -> dict[str, Any]:
@@ -188,12 +213,14 @@ def parse_head(raw: bytes) -> dict[str, Any]:
 def check_against_heads(
     events_or_hashes: Iterable[ChainedEvent] | Mapping[int, str],
     heads: Iterable[Mapping[str, Any]],
-    public_pem: bytes,
+    public_pem: bytes | Sequence[bytes],
     *,
     local: VerifyReport | None = None,
     journal_id: str | None = None,
 ) -> AgainstStoreReport:
-    """Compare the local events (or their id -> hash) with the store's heads; name each fault."""
+    """Compare the local events (or their id -> hash) with the store's heads; name each fault.
+    `public_pem`: the signing key's public half, or the list of trusted ones (the current key
+    first, then former keys still trusted for the heads they signed)."""
     hashes = _hash_by_id(events_or_hashes)
     local_end = max(hashes, default=0)
     heads = list(heads)
@@ -236,7 +263,7 @@ def _hash_by_id(events_or_hashes: Iterable[ChainedEvent] | Mapping[int, str]) ->
 
 
 def head_problem(
-    stored: Mapping[str, Any], public_pem: bytes, journal_id: str | None = None
+    stored: Mapping[str, Any], public_pem: bytes | Sequence[bytes], journal_id: str | None = None
 ) -> str | None:
     """Why a stored head cannot be trusted (one line naming its key), or None."""
     key = stored.get("key", "?")
@@ -244,8 +271,9 @@ def head_problem(
         return f"forged or damaged head {key}: {stored['damaged']}"
     head = stored["head"]
     payload = canonical_json(head).encode("utf-8")
-    if not verify_signature(public_pem, payload, stored["signature"]):
-        expected = key_id(public_pem)
+    checking = key_for_head(head, public_pem)
+    if not verify_signature(checking, payload, stored["signature"]):
+        expected = key_id(checking)
         signed_as = "" if head["key_id"] == expected else f", it names key {head['key_id']}"
         return (
             f"forged or damaged head {key}: its signature does not verify with "
@@ -256,6 +284,13 @@ def head_problem(
     if not str(key).endswith(f"/{head['last_id']:012d}.json"):
         return f"forged or damaged head {key}: it signs event {head['last_id']}, not its key's"
     return None
+
+
+def key_for_head(head: Mapping[str, Any], public_pem: bytes | Sequence[bytes]) -> bytes:
+    """The trusted key a head names, or the current one (the first) when it names none of them."""
+    trusted = [public_pem] if isinstance(public_pem, bytes) else list(public_pem)
+    named = [pem for pem in trusted if key_id(pem) == head.get("key_id")]
+    return (named or trusted)[0]
 
 
 def _truncation(beyond: list[dict[str, Any]], local_end: int) -> str:

@@ -5,6 +5,7 @@ journal:
   url: postgresql://tma@db.example.net:5432/tma_journal   # default: SQLite in the state dir
   password_file: secrets/journal-password                 # never a password inside the URL
   signing_key: keys/journal-signing-key.pem               # default: in the state dir
+  former_public_keys: [keys/journal-2025.pub]             # keys that signed older heads
 ```
 """
 
@@ -31,6 +32,8 @@ class JournalSettings(Strict):
     url: str | None = None  # None: SQLite at <state_dir>/journal.sqlite
     password_file: Path | None = None
     signing_key: Path | None = None  # None: <state_dir>/journal-signing-key.pem
+    # Public halves of keys replaced since: the heads they signed stay trusted.
+    former_public_keys: list[Path] = Field(default_factory=list)
     password: str | None = Field(None, repr=False, exclude=True)
 
     @field_validator("url")
@@ -89,7 +92,7 @@ def journal_settings_of(file: Path, raw: Any) -> JournalSettings:
     if not isinstance(raw, dict):
         raise InventoryError(
             f"{file}{line_of(file, 'journal')}: journal: expected a mapping with keys url, "
-            f"password_file, signing_key; got {raw!r}"
+            f"password_file, signing_key, former_public_keys; got {raw!r}"
         )
     hidden = [key for key in LOADER_KEYS if key in raw]
     if hidden:
@@ -111,6 +114,8 @@ def _with_resolved_paths(settings: JournalSettings, base: Path) -> JournalSettin
     update: dict[str, Any] = {}
     if settings.signing_key is not None:
         update["signing_key"] = _resolve(base, settings.signing_key)
+    if settings.former_public_keys:
+        update["former_public_keys"] = [_resolve(base, k) for k in settings.former_public_keys]
     if settings.password_file is not None:
         path = _resolve(base, settings.password_file)
         update["password_file"] = path

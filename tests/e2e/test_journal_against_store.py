@@ -222,6 +222,40 @@ def test_a_forged_head_is_named(journaled: Journaled, tmp_path: Path) -> None:
     assert f"it names key {forger.key_id}" in problems[0]
 
 
+def test_heads_of_a_former_key_are_trusted_when_it_is_given(
+    journaled: Journaled, tmp_path: Path
+) -> None:
+    """After a key change, the newest head is signed by the new key and the older ones by the
+    former key: each verifies with the key it names once both are given."""
+    newest = journaled.heads[-1]
+    path = journaled.heads_dir() / f"{newest.last_id:012d}.json"
+    genuine = path.read_text()
+    new_key = load_or_create_signer(tmp_path / "new.pem")
+    head = {**json.loads(genuine)["head"], "key_id": new_key.key_id}
+    signature = new_key.sign(canonical_json(head).encode("utf-8"))
+    path.write_text(canonical_json({"head": head, "signature": signature}))
+    state = journaled.workspace.root / "state"
+    former = state / "journal-signing-key.pem.pub"
+    try:
+        only_new = journaled.workspace.cli(
+            "journal", "verify", "--against-store", "--public-key", str(tmp_path / "new.pem.pub")
+        )
+        both = journaled.workspace.cli(
+            "journal",
+            "verify",
+            "--against-store",
+            "--public-key",
+            str(tmp_path / "new.pem.pub"),
+            "--public-key",
+            str(former),
+        )
+    finally:
+        path.write_text(genuine)
+    assert only_new.returncode == EXIT_INTEGRITY
+    assert only_new.stdout.count("FAILED: forged or damaged head") == len(journaled.heads) - 1
+    assert both.returncode == EXIT_OK, both.stdout + both.stderr
+
+
 def test_another_machine_verifies_with_the_public_key_alone(
     journaled: Journaled, tmp_path: Path
 ) -> None:

@@ -20,10 +20,12 @@ from tma_ops.journal_heads import (
     configured_signing_key,
     head_key,
     is_interruption,
+    key_for_head,
     parse_head,
     sign_head,
     signer_for,
     signing_key_path,
+    trusted_public_keys,
 )
 from tma_ops.model_journal import JournalSettings
 from tma_ops.signing import Signer, load_or_create_signer, public_key_path, verify_signature
@@ -369,3 +371,57 @@ def test_the_signing_key_setting_is_read_when_the_inventory_has_it(
     assert signing_key_path(Path("/state"), inventory) == (
         expected or Path("/state/journal-signing-key.pem")
     )
+
+
+def test_heads_signed_by_a_former_key_stay_trusted_when_it_is_listed(signed: Signed) -> None:
+    """After a key change: the heads signed before it name the former key, the newer ones the
+    current key. Each is checked with the key it names, among the trusted ones."""
+    newest = signed.heads[2]
+    resigned = {**newest, "head": {**newest["head"], "key_id": signed.other.key_id}}
+    payload = canonical_json(resigned["head"]).encode("utf-8")
+    resigned["signature"] = signed.other.sign(payload)
+    heads = [signed.heads[0], signed.heads[1], resigned]
+
+    rotated = [signed.other.public_pem, signed.signer.public_pem]  # current first, then former
+    report = check_against_heads(signed.hashes, heads, rotated, journal_id=signed.journal_id)
+    assert report.ok and report.matching == 3, report.problems
+
+    only_current = check_against_heads(signed.hashes, heads, signed.other.public_pem)
+    assert [p.split(":", 1)[0] for p in only_current.problems] == [
+        f"forged or damaged head {heads[0]['key']}",
+        f"forged or damaged head {heads[1]['key']}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [("current", "current"), ("former", "former"), ("unknown", "current")],
+)
+def test_a_head_is_checked_with_the_trusted_key_it_names(
+    signed: Signed, names: str, expected: str
+) -> None:
+    keys = {"current": signed.other, "former": signed.signer}
+    key_id = keys[names].key_id if names in keys else "ed25519:0000000000000000"
+    trusted = [signed.other.public_pem, signed.signer.public_pem]
+    assert key_for_head({"key_id": key_id}, trusted) == keys[expected].public_pem
+    assert key_for_head({"key_id": key_id}, signed.signer.public_pem) == signed.signer.public_pem
+
+
+def test_former_public_keys_are_read_and_checked(tmp_path: Path, signed: Signed) -> None:
+    former = tmp_path / "former.pub"
+    former.write_bytes(signed.signer.public_pem)
+    inventory = inventory_with(JournalSettings(former_public_keys=[former]))
+    assert trusted_public_keys(signed.other.public_pem, inventory) == [
+        signed.other.public_pem,
+        signed.signer.public_pem,
+    ]
+    assert trusted_public_keys(b"pem", None) == [b"pem"]
+    former.write_text("not a key\n")
+    with pytest.raises(
+        TmaError, match=rf"journal.former_public_keys: {former}: expected an Ed25519"
+    ):
+        trusted_public_keys(signed.other.public_pem, inventory)
+    with pytest.raises(TmaError, match=r"journal\.former_public_keys: cannot read"):
+        trusted_public_keys(
+            b"pem", inventory_with(JournalSettings(former_public_keys=[tmp_path / "gone"]))
+        )

@@ -108,12 +108,13 @@ def test_first_file_that_sets_it_wins(tmp_path: Path) -> None:
         ),
         (
             "journal:\n  url: postgresql://tma@db/j\n  password: hunter2-secret",
-            ":5: journal.password: unknown key; expected one of url, password_file, signing_key",
+            ":5: journal.password: unknown key; expected one of url, password_file, signing_key, "
+            "former_public_keys",
         ),
         (
             "journal:\n  url: postgresql://tma@db/j\n  pasword_file: pw",
             ":5: journal.pasword_file: unknown key; expected one of url, password_file, "
-            "signing_key (did you mean 'password_file'?)",
+            "signing_key, former_public_keys (did you mean 'password_file'?)",
         ),
         ("journal: postgresql://tma@db/j", ":3: journal: expected a mapping with keys url"),
         (
@@ -178,3 +179,13 @@ def test_connection_target_names_what_libpq_will_use(
     for name in ("PGHOST", "PGPORT", "PGUSER"):
         monkeypatch.delenv(name, raising=False)
     assert connection_target(url) == target
+
+
+def test_former_public_keys_are_taken_from_the_inventory_directory(tmp_path: Path) -> None:
+    journal = "journal:\n  former_public_keys: [keys/2025.pub, /etc/tma/2024.pub]\n"
+    settings = load_inventory(inventory_file(tmp_path, journal)).journal
+    assert settings.former_public_keys == [
+        tmp_path / "keys" / "2025.pub",
+        Path("/etc/tma/2024.pub"),
+    ]
+    assert JournalSettings().former_public_keys == []
