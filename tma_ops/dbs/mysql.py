@@ -43,6 +43,7 @@ from pathlib import PurePosixPath
 from typing import BinaryIO
 
 from tma_ops.dbs.mysql_shadow import (
+    LIVE_OBJECTS,
     drop_scratch,
     holds_more_than_tables,
     load_shadow,
@@ -75,15 +76,6 @@ _RUN_SCRIPT = (
     'exec mysql --defaults-extra-file="$1" --batch --raw --skip-column-names '
     '--default-character-set=utf8mb4 -- "$2" < "$3"'
 )
-
-_LIVE_OBJECTS = """
-SELECT IF(TABLE_TYPE = 'VIEW', 'VIEW', 'TABLE'), HEX(TABLE_NAME) FROM information_schema.TABLES
- WHERE TABLE_SCHEMA = DATABASE()
-UNION ALL SELECT ROUTINE_TYPE, HEX(ROUTINE_NAME) FROM information_schema.ROUTINES
- WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_TYPE IN ('PROCEDURE', 'FUNCTION')
-UNION ALL SELECT 'EVENT', HEX(EVENT_NAME) FROM information_schema.EVENTS
- WHERE EVENT_SCHEMA = DATABASE()
-"""
 
 _COLUMNS = """
 SELECT HEX(c.TABLE_NAME), t.TABLE_TYPE, HEX(c.COLUMN_NAME), IFNULL(k.ORDINAL_POSITION, 0)
@@ -183,7 +175,7 @@ class MysqlEngine(ServerEngine):
 
     def _load_live(self, executor: Executor, staged: str) -> None:
         with self._scrubbed(), self._options(executor) as options:
-            live = self._query(executor, options, _LIVE_OBJECTS)
+            live = self._query(executor, options, LIVE_OBJECTS)
             drops = f"{PurePosixPath(options).parent}/drop.sql"
             executor.put(drops, io.BytesIO(_drop_script(live)))
             argv = ["sh", "-c", _RESTORE, "sh", options, self.database, drops, staged]
@@ -206,7 +198,7 @@ class MysqlEngine(ServerEngine):
 
     def wipe(self, executor: Executor) -> None:
         with self._scrubbed(), self._options(executor) as options:
-            live = self._query(executor, options, _LIVE_OBJECTS)
+            live = self._query(executor, options, LIVE_OBJECTS)
             if not live:
                 return
             drops = f"{PurePosixPath(options).parent}/drop.sql"

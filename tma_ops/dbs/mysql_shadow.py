@@ -43,18 +43,24 @@ _REFUSED = ("ERROR 1044", "ERROR 1142", "ERROR 1227")
 _NO_ROOM = ("ERROR 1114", "ERROR 1021", "errno: 28", "No space left")
 
 
-# The live database's objects for the swap, triggers included (RENAME TABLE refuses to move a
-# table with triggers to another database).
-_LIVE_OBJECTS = """
+# The live database's tables, views, routines and events (what an exact restore drops first).
+LIVE_OBJECTS = """
 SELECT IF(TABLE_TYPE = 'VIEW', 'VIEW', 'TABLE'), HEX(TABLE_NAME) FROM information_schema.TABLES
  WHERE TABLE_SCHEMA = DATABASE()
 UNION ALL SELECT ROUTINE_TYPE, HEX(ROUTINE_NAME) FROM information_schema.ROUTINES
  WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_TYPE IN ('PROCEDURE', 'FUNCTION')
 UNION ALL SELECT 'EVENT', HEX(EVENT_NAME) FROM information_schema.EVENTS
  WHERE EVENT_SCHEMA = DATABASE()
+"""
+# For the swap, triggers too (RENAME TABLE refuses to move a table with triggers to another
+# database).
+_LIVE_OBJECTS = (
+    LIVE_OBJECTS.rstrip("\n")
+    + """
 UNION ALL SELECT 'TRIGGER', HEX(TRIGGER_NAME) FROM information_schema.TRIGGERS
  WHERE TRIGGER_SCHEMA = DATABASE()
 """
+)
 # What a loaded shadow holds besides base tables without foreign keys (run in the shadow).
 _NOT_ONLY_TABLES = """
 SELECT COUNT(*) FROM (
